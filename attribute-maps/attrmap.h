@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: AGPL-3.0-or-later */
+/* The mapping engine: a verified identity (attribute name -> values, plus the
+ * subject) becomes a profile (email, display name, groups) under a
+ * connection's map. Pure: no I/O, no globals, so it is unit-testable and
+ * fuzzable on its own. */
+#ifndef IDB_ATTRMAP_H
+#define IDB_ATTRMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+
+/* Bounds an identity must stay within; over them it is refused, never
+ * truncated. */
+#define IDB_ATTR_MAX_ATTRS 256
+#define IDB_ATTR_MAX_VALUES 2000
+#define IDB_ATTR_MAX_VALUE_LEN 2048
+
+typedef struct idb_attr {
+	char *name;
+	char **values;
+	size_t nvalues;
+} idb_attr;
+
+/* What a protocol layer verified. Owned by whoever built it; release with
+ * idb_identity_clear. */
+typedef struct idb_identity {
+	char *connection_id;
+	char *issuer;
+	char *subject;        /* NameID / sub: the stable key */
+	char *subject_format; /* NameID Format, or "" */
+	bool email_verified;  /* OIDC email_verified (SAML: true) */
+	idb_attr *attrs;
+	size_t nattrs;
+} idb_identity;
+
+/* Adds one value to attribute name (created on first use). Refuses (IDB_ETOOBIG)
+ * past the bounds above. */
+int idb_identity_add(idb_identity *id, const char *name, const char *value, idb_err *err);
+const idb_attr *idb_identity_get(const idb_identity *id, const char *name);
+void idb_identity_clear(idb_identity *id);
+
+/* The per-connection map: which attributes feed which profile field. */
+typedef struct idb_attrmap {
+	const char *email_attribute; /* default "email" */
+	const char *name_attribute;  /* default "displayName" */
+	const char *group_attribute; /* default "memberOf" */
+	bool email_from_subject;     /* fall back to the subject when its format is an e-mail */
+} idb_attrmap;
+
+typedef struct idb_profile {
+	char *email;        /* lowercased, trimmed */
+	char *display_name; /* may be "" */
+	char **groups;
+	size_t ngroups;
+} idb_profile;
+
+/* Maps id under map into out. IDB_EINVAL when the e-mail is missing, not
+ * single-valued or malformed (err->field "email"). out is released with
+ * idb_profile_clear, also on failure. */
+int idb_attrmap_apply(const idb_attrmap *map, const idb_identity *id, idb_profile *out, idb_err *err);
+void idb_profile_clear(idb_profile *p);
+
+#endif

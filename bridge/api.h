@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: AGPL-3.0-or-later */
+/* Handlers of the route table, one file per resource. */
+#ifndef IDB_API_H
+#define IDB_API_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "http.h"
+
+/* api_health.c */
+int idb_api_healthz(idb_req *req);
+int idb_api_readyz(idb_req *req);
+int idb_api_metrics(idb_req *req);
+int idb_api_root(idb_req *req);
+
+/* api_auth.c */
+int idb_api_login_page(idb_req *req);
+int idb_api_login(idb_req *req);
+int idb_api_logout(idb_req *req);
+int idb_api_me(idb_req *req);
+int idb_api_auth_check(idb_req *req);
+
+/* Shared JSON helpers (api_auth.c): new references. */
+json_t *idb_api_perms_json(uint32_t perms);
+json_t *idb_api_groups_json(const char *groups);
+
+#endif

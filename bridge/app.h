@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: AGPL-3.0-or-later */
+/* The daemon's long-lived state handed to every handler: the immutable
+ * config and the pools. Built in main.c in start-up order, freed in reverse. */
+#ifndef IDB_APP_H
+#define IDB_APP_H
+
+#include <stdatomic.h>
+
+#include "cache.h"
+#include "config.h"
+#include "store.h"
+
+typedef struct idb_app {
+	const idb_config *cfg;
+	idb_store *store;
+	idb_cache *cache;
+	atomic_int inflight; /* requests between first byte and completion */
+} idb_app;
+
+#endif

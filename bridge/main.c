@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: AGPL-3.0-or-later */
+/* idbridge: start-up in order (log -> config -> crypto -> store -> cache ->
+ * http), wait for SIGTERM/SIGINT, drain, shut down in reverse. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "app.h"
+#include "cache.h"
+#include "config.h"
+#include "http.h"
+#include "keyfile.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: idbridge --config FILE       run the daemon\n"
+		   "       idbridge --check-config FILE validate FILE (plus environment) and exit: 0 valid, 2 invalid\n"
+		   "       idbridge --version\n");
+}
+
+static int check_config(const char *path)
+{
+	idb_config *cfg;
+	idb_err err;
+	idb_err_clear(&err);
+	if (idb_config_load(&cfg, path, &err) != 0) {
+		fprintf(stderr, "config error: %s%s%s\n", err.field, err.field[0] ? ": " : "", err.msg);
+		return 2;
+	}
+	printf("%s: configuration OK\n", path);
+	idb_config_free(cfg);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *config_path = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--version")) {
+			printf("idbridge %s\n", IDB_VERSION);
+			return 0;
+		} else if (!strcmp(argv[i], "--check-config") && i + 1 < argc) {
+			return check_config(argv[i + 1]);
+		} else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+			config_path = argv[++i];
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+
+	/* Signals are taken synchronously by this thread; every thread created
+	 * from here on inherits the mask. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	int exit_code = 1;
+	idb_err err;
+	idb_err_clear(&err);
+	idb_config *cfg = NULL;
+	idb_app app = {0};
+	idb_http *http = NULL;
+	unsigned char secret[IDB_SECRET_KEY_BYTES];
+
+	if (idb_config_load(&cfg, config_path, &err) != 0) {
+		fprintf(stderr, "config error: %s%s%s\n", err.field, err.field[0] ? ": " : "", err.msg);
+		return 2;
+	}
+	idb_log_set_level((idb_log_level)idb_log_level_parse(cfg->log_level));
+	app.cfg = cfg;
+	if (idb_crypto_init() != 0) {
+		idb_log_error("libsodium initialisation failed");
+		goto out;
+	}
+	if (idb_keyfile_load(cfg->secret_key_file, secret, &err) != 0) {
+		idb_log_error("%s: %s", err.field, err.msg);
+		goto out;
+	}
+	if (idb_store_open(&app.store, cfg->database_url, (int)cfg->db_pool_size, (int)cfg->db_connect_timeout_s,
+			   (int)cfg->db_statement_timeout_ms, &err) != 0) {
+		idb_log_error("%s", err.msg);
+		goto out;
+	}
+	int applied = 0;
+	if (idb_store_migrate(app.store, &applied, &err) != 0) {
+		idb_log_error("%s", err.msg);
+		goto out;
+	}
+	if (idb_cache_open(&app.cache, cfg, &err) != 0) {
+		idb_log_error("%s", err.msg);
+		goto out;
+	}
+	if (idb_http_start(&http, &app, &err) != 0) {
+		idb_log_error("%s: %s", err.field, err.msg);
+		goto out;
+	}
+	idb_log_info("idbridge %s listening on %s (public URL %s, %lld threads, pool %lld)", IDB_VERSION, cfg->listen,
+		     cfg->public_url, cfg->threads, cfg->db_pool_size);
+
+	int sig = 0;
+	sigwait(&sigs, &sig);
+	idb_log_info("received %s; draining in-flight requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	idb_http_stop(http, 10000);
+	http = NULL;
+	exit_code = 0;
+out:
+	idb_http_stop(http, 0);
+	idb_cache_thread_cleanup();
+	idb_cache_free(app.cache);
+	idb_store_free(app.store);
+	sodium_memzero(secret, sizeof(secret));
+	idb_config_free(cfg);
+	if (exit_code == 0)
+		idb_log_info("stopped");
+	return exit_code;
+}

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: AGPL-3.0-or-later */
+/* The one route table: method, path pattern, handler, authentication, body
+ * limit. */
+#include "api.h"
+#include "roles.h"
+
+#define KB(n) ((size_t)(n) * 1024)
+
+const idb_route idb_routes[] = {
+	{"GET", "/healthz", idb_api_healthz, IDB_AUTH_NONE, 0, KB(1)},
+	{"GET", "/readyz", idb_api_readyz, IDB_AUTH_NONE, 0, KB(1)},
+	{"GET", "/metrics", idb_api_metrics, IDB_AUTH_NONE, 0, KB(1)},
+	{"GET", "/", idb_api_root, IDB_AUTH_NONE, 0, KB(1)},
+	{"GET", "/login", idb_api_login_page, IDB_AUTH_NONE, 0, KB(1)},
+	{"POST", "/login", idb_api_login, IDB_AUTH_NONE, 0, KB(16)},
+	{"POST", "/logout", idb_api_logout, IDB_AUTH_NONE, 0, KB(16)},
+	/* Forward auth: proxies may send the original method (Envoy) and path. */
+	{"*", "/auth/check", idb_api_auth_check, IDB_AUTH_NONE, 0, KB(64)},
+	{"*", "/auth/check/*", idb_api_auth_check, IDB_AUTH_NONE, 0, KB(64)},
+	{"GET", "/api/v1/me", idb_api_me, IDB_AUTH_ANY, 0, KB(1)},
+};
+
+const size_t idb_routes_count = sizeof(idb_routes) / sizeof(idb_routes[0]);

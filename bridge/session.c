@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: AGPL-3.0-or-later */
+#include "session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+#define TOUCH_INTERVAL_S 60 /* last_seen_at is written at most this often */
+
+static void cache_key(char out[80], const char *hash)
+{
+	snprintf(out, 80, "idb:sess:%s", hash);
+}
+
+static char *row_to_json(const idb_session_row *r)
+{
+	json_t *o = json_pack("{ss ss ss ss ss sI sI sI}", "u", r->user_id, "o", r->org_id, "c", r->csrf_token, "m",
+			      r->auth_method, "ci", r->connection_id, "cr", (json_int_t)r->created_at, "ls",
+			      (json_int_t)r->last_seen_at, "x", (json_int_t)r->expires_at);
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return s;
+}
+
+static bool row_from_json(const char *s, const char *hash, idb_session_row *r)
+{
+	json_t *o = json_loads(s, 0, NULL);
+	if (!o)
+		return false;
+	const char *u, *org, *c, *m, *ci;
+	json_int_t cr, ls, x;
+	bool ok = json_unpack(o, "{ss ss ss ss ss sI sI sI}", "u", &u, "o", &org, "c", &c, "m", &m, "ci", &ci, "cr", &cr,
+			      "ls", &ls, "x", &x) == 0;
+	if (ok) {
+		memset(r, 0, sizeof(*r));
+		idb_strlcpy(r->id_hash, hash, sizeof(r->id_hash));
+		idb_strlcpy(r->user_id, u, sizeof(r->user_id));
+		idb_strlcpy(r->org_id, org, sizeof(r->org_id));
+		idb_strlcpy(r->csrf_token, c, sizeof(r->csrf_token));
+		idb_strlcpy(r->auth_method, m, sizeof(r->auth_method));
+		idb_strlcpy(r->connection_id, ci, sizeof(r->connection_id));
+		r->created_at = cr;
+		r->last_seen_at = ls;
+		r->expires_at = x;
+	}
+	json_decref(o);
+	return ok;
+}
+
+static void cache_put(idb_app *app, const idb_session_row *r)
+{
+	long long ttl = app->cfg->session_cache_ttl_s;
+	long long left = r->expires_at - idb_now_s();
+	if (left < ttl)
+		ttl = left;
+	if (ttl <= 0)
+		return;
+	char key[80];
+	cache_key(key, r->id_hash);
+	char *js = row_to_json(r);
+	if (js)
+		(void)idb_cache_set(app->cache, key, js, ttl, NULL);
+	free(js);
+}
+
+int idb_session_start(idb_req *req, const char *user_id, const char *org_id, const char *method,
+		      const idb_session_idp *idp, char *csrf_out, idb_err *err)
+{
+	idb_app *app = idb_req_app(req);
+	char token[64];
+	idb_session_row row;
+	memset(&row, 0, sizeof(row));
+	idb_random_token(token, sizeof(token), 32);
+	idb_sha256_hex(row.id_hash, token, strlen(token));
+	idb_random_token(row.csrf_token, sizeof(row.csrf_token), 24);
+	idb_strlcpy(row.user_id, user_id, sizeof(row.user_id));
+	idb_strlcpy(row.org_id, org_id, sizeof(row.org_id));
+	idb_strlcpy(row.auth_method, method, sizeof(row.auth_method));
+	if (idp && idp->connection_id)
+		idb_strlcpy(row.connection_id, idp->connection_id, sizeof(row.connection_id));
+	row.created_at = row.last_seen_at = idb_now_s();
+	row.expires_at = row.created_at + app->cfg->session_absolute_timeout_s;
+
+	idb_db *db;
+	int rc = idb_store_acquire(app->store, &db, err);
+	if (rc != 0)
+		return rc;
+	rc = idb_sessions_insert(db, &row, idp, idb_req_ip(req), idb_req_header(req, "User-Agent"), err);
+	idb_store_release(db);
+	if (rc != 0)
+		return rc;
+	cache_put(app, &row);
+	idb_resp_cookie(req, IDB_SESSION_COOKIE, token, app->cfg->session_absolute_timeout_s);
+	if (csrf_out)
+		idb_strlcpy(csrf_out, row.csrf_token, 64);
+	return 0;
+}
+
+/* A cookie value we issued is 43 base64url characters; anything else is not
+ * worth a round trip. */
+static bool cookie_plausible(const char *c)
+{
+	size_t n = strlen(c);
+	return n == 43 && strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == n;
+}
+
+int idb_session_lookup(idb_app *app, const char *cookie, idb_session_row *out, idb_err *err)
+{
+	if (!cookie || !cookie_plausible(cookie))
+		return idb_err_set(err, IDB_EAUTH, NULL, "no valid session");
+	char hash[65], key[80];
+	idb_sha256_hex(hash, cookie, strlen(cookie));
+	cache_key(key, hash);
+	int64_t now = idb_now_s();
+	char *js = NULL;
+	int crc = idb_cache_get(app->cache, key, &js, NULL);
+	if (crc == 0) {
+		bool ok = row_from_json(js, hash, out);
+		free(js);
+		if (ok) {
+			idb_metrics_cache(IDB_CACHE_SESSION, IDB_CACHE_HIT);
+			if (now >= out->expires_at || now - out->last_seen_at > app->cfg->session_idle_timeout_s) {
+				(void)idb_session_end(app, hash, NULL);
+				return idb_err_set(err, IDB_EAUTH, NULL, "session expired");
+			}
+			if (now - out->last_seen_at >= TOUCH_INTERVAL_S) {
+				idb_db *db;
+				if (idb_store_acquire(app->store, &db, NULL) == 0) {
+					(void)idb_sessions_touch(db, hash, NULL);
+					idb_store_release(db);
+				}
+				out->last_seen_at = now;
+				cache_put(app, out);
+			}
+			return 0;
+		}
+		crc = IDB_ENOTFOUND; /* unreadable entry: treat as a miss */
+	}
+	if (crc == IDB_EUNAVAIL) {
+		idb_metrics_cache(IDB_CACHE_SESSION, IDB_CACHE_ERROR);
+		idb_metrics_fallback();
+	} else {
+		idb_metrics_cache(IDB_CACHE_SESSION, IDB_CACHE_MISS);
+	}
+	idb_db *db;
+	int rc = idb_store_acquire(app->store, &db, err);
+	if (rc != 0)
+		return rc;
+	rc = idb_sessions_get(db, hash, app->cfg->session_idle_timeout_s, out, err);
+	if (rc == 0 && now - out->last_seen_at >= TOUCH_INTERVAL_S) {
+		(void)idb_sessions_touch(db, hash, NULL);
+		out->last_seen_at = now;
+	}
+	idb_store_release(db);
+	if (rc == IDB_ENOTFOUND)
+		return idb_err_set(err, IDB_EAUTH, NULL, "no valid session");
+	if (rc != 0)
+		return rc;
+	if (crc != IDB_EUNAVAIL)
+		cache_put(app, out);
+	return 0;
+}
+
+int idb_session_end(idb_app *app, const char *id_hash, idb_err *err)
+{
+	char key[80];
+	cache_key(key, id_hash);
+	const char *keys[] = {key};
+	/* Cache first: if PostgreSQL fails, the entry must not outlive the row. */
+	(void)idb_cache_del(app->cache, keys, 1, NULL);
+	idb_db *db;
+	int rc = idb_store_acquire(app->store, &db, err);
+	if (rc != 0)
+		return rc;
+	rc = idb_sessions_delete(db, id_hash, err);
+	idb_store_release(db);
+	return rc;
+}
+
+int idb_session_end_user(idb_app *app, const char *user_id, idb_err *err)
+{
+	idb_db *db;
+	int rc = idb_store_acquire(app->store, &db, err);
+	if (rc != 0)
+		return rc;
+	char(*hashes)[65] = NULL;
+	int n = 0;
+	rc = idb_sessions_delete_user(db, user_id, &hashes, &n, err);
+	idb_store_release(db);
+	if (rc != 0)
+		return rc;
+	if (n > 0) {
+		char(*keys)[80] = calloc((size_t)n, 80);
+		const char **kp = calloc((size_t)n, sizeof(char *));
+		if (keys && kp) {
+			for (int i = 0; i < n; i++) {
+				cache_key(keys[i], hashes[i]);
+				kp[i] = keys[i];
+			}
+			if (idb_cache_del(app->cache, kp, n, NULL) != 0)
+				idb_log_warn("could not drop %d cached sessions of user %s; they expire within %llds", n,
+					     user_id, app->cfg->session_cache_ttl_s);
+		}
+		free(kp);
+		free(keys);
+	}
+	free(hashes);
+	return 0;
+}

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: AGPL-3.0-or-later */
+/* Browser sessions: a random 256-bit cookie value (idb_session) whose SHA-256
+ * keys the row in PostgreSQL, cached in Redis for cache.session_ttl_s. Idle and
+ * absolute timeouts; Redis being flushed or away logs nobody out. */
+#ifndef IDB_SESSION_H
+#define IDB_SESSION_H
+
+#include "app.h"
+#include "http.h"
+#include "sessions_db.h"
+
+#define IDB_SESSION_COOKIE "idb_session"
+
+/* Creates a session for user_id (org_id) and sets the cookie on req's
+ * response. method: "password", "saml", "oidc"; idp may be NULL. csrf_out
+ * (64 bytes) receives the CSRF token when not NULL. */
+int idb_session_start(idb_req *req, const char *user_id, const char *org_id, const char *method,
+		      const idb_session_idp *idp, char *csrf_out, idb_err *err);
+/* Resolves a cookie value to a live session (Redis, then PostgreSQL). */
+int idb_session_lookup(idb_app *app, const char *cookie, idb_session_row *out, idb_err *err);
+/* Ends the session with this id hash everywhere. */
+int idb_session_end(idb_app *app, const char *id_hash, idb_err *err);
+/* Ends every session of user_id (deactivation, deletion, password change). */
+int idb_session_end_user(idb_app *app, const char *user_id, idb_err *err);
+
+#endif
