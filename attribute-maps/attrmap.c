@@ -4,7 +4,98 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "util.h"
+
+static const char *const role_names[] = {"readonly", "train", "configure", "admin"};
+
+static int role_index(const char *s)
+{
+	for (int i = 0; s && i < 4; i++)
+		if (strcmp(s, role_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+struct idb_attrmap {
+	char *email_attribute;
+	char *name_attribute;
+	char *group_attribute;
+	bool email_from_subject;
+	int default_role;
+	int max_role;
+};
+
+void idb_attrmap_free(idb_attrmap *m)
+{
+	if (!m)
+		return;
+	free(m->email_attribute);
+	free(m->name_attribute);
+	free(m->group_attribute);
+	free(m);
+}
+
+static int str_setting(json_t *o, const char *key, const char *def, char **out, idb_err *err)
+{
+	json_t *v = json_object_get(o, key);
+	if (v && !json_is_string(v))
+		return idb_err_set(err, IDB_EINVAL, key, "must be a string");
+	const char *s = v ? json_string_value(v) : def;
+	if (!*s || strlen(s) > 512)
+		return idb_err_set(err, IDB_EINVAL, key, "must be 1-512 characters");
+	*out = strdup(s);
+	return *out ? 0 : idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
+}
+
+static int role_setting(json_t *o, const char *key, int def, int *out, idb_err *err)
+{
+	json_t *v = json_object_get(o, key);
+	if (!v || json_is_null(v)) {
+		*out = def;
+		return 0;
+	}
+	int r = json_is_string(v) ? role_index(json_string_value(v)) : -1;
+	if (r < 0)
+		return idb_err_set(err, IDB_EINVAL, key, "must be one of readonly, train, configure, admin");
+	*out = r;
+	return 0;
+}
+
+int idb_attrmap_compile(idb_attrmap **out, const char *settings_json, idb_err *err)
+{
+	*out = NULL;
+	json_error_t jerr;
+	json_t *o = json_loads(settings_json && *settings_json ? settings_json : "{}", 0, &jerr);
+	if (!o || !json_is_object(o)) {
+		json_decref(o);
+		return idb_err_set(err, IDB_EINVAL, "jit", "settings must be a JSON object");
+	}
+	idb_attrmap *m = calloc(1, sizeof(*m));
+	int rc = m ? 0 : idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
+	if (rc == 0)
+		rc = str_setting(o, "email_attribute", "email", &m->email_attribute, err);
+	if (rc == 0)
+		rc = str_setting(o, "name_attribute", "displayName", &m->name_attribute, err);
+	if (rc == 0)
+		rc = str_setting(o, "group_attribute", "memberOf", &m->group_attribute, err);
+	if (rc == 0)
+		rc = role_setting(o, "default_role", 0, &m->default_role, err);
+	if (rc == 0)
+		rc = role_setting(o, "max_role", 3, &m->max_role, err);
+	if (rc == 0 && m->default_role > m->max_role)
+		rc = idb_err_set(err, IDB_EINVAL, "default_role", "must not be above max_role");
+	if (rc == 0)
+		m->email_from_subject = json_is_true(json_object_get(o, "email_from_subject"));
+	json_decref(o);
+	if (rc != 0) {
+		idb_attrmap_free(m);
+		return rc;
+	}
+	*out = m;
+	return 0;
+}
 
 int idb_identity_add(idb_identity *id, const char *name, const char *value, idb_err *err)
 {
@@ -80,9 +171,10 @@ static char *trimmed_dup(const char *s)
 int idb_attrmap_apply(const idb_attrmap *map, const idb_identity *id, idb_profile *out, idb_err *err)
 {
 	memset(out, 0, sizeof(*out));
-	const char *ea = map->email_attribute ? map->email_attribute : "email";
-	const char *na = map->name_attribute ? map->name_attribute : "displayName";
-	const char *ga = map->group_attribute ? map->group_attribute : "memberOf";
+	out->role = map->default_role;
+	const char *ea = map->email_attribute;
+	const char *na = map->name_attribute;
+	const char *ga = map->group_attribute;
 	const idb_attr *e = idb_identity_get(id, ea);
 	const char *email = NULL;
 	if (e) {

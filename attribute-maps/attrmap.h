@@ -41,25 +41,31 @@ int idb_identity_add(idb_identity *id, const char *name, const char *value, idb_
 const idb_attr *idb_identity_get(const idb_identity *id, const char *name);
 void idb_identity_clear(idb_identity *id);
 
-/* The per-connection map: which attributes feed which profile field. */
-typedef struct idb_attrmap {
-	const char *email_attribute; /* default "email" */
-	const char *name_attribute;  /* default "displayName" */
-	const char *group_attribute; /* default "memberOf" */
-	bool email_from_subject;     /* fall back to the subject when its format is an e-mail */
-} idb_attrmap;
+/* A compiled per-connection map (opaque, immutable once built, shareable
+ * between threads). Built from the connection's "jit" settings as JSON text:
+ *   email_attribute, name_attribute, group_attribute: attribute names
+ *     (defaults "email", "displayName", "memberOf");
+ *   default_role (default "readonly"), max_role (default "admin");
+ *   email_from_subject (bool): use the subject when its format is an e-mail.
+ * Unknown keys are ignored here (other layers own them). */
+typedef struct idb_attrmap idb_attrmap;
+
+int idb_attrmap_compile(idb_attrmap **out, const char *settings_json, idb_err *err);
+void idb_attrmap_free(idb_attrmap *m);
 
 typedef struct idb_profile {
 	char *email;        /* lowercased, trimmed */
 	char *display_name; /* may be "" */
-	char **groups;
+	char **groups;      /* idbridge group names, deduplicated */
 	size_t ngroups;
+	int role;           /* idb_role (0..3): a matching rule's (capped) or the default */
+	bool role_from_rule; /* a role rule matched (so the role is re-applied on each login) */
 } idb_profile;
 
-/* Maps id under map into out. IDB_EINVAL when the e-mail is missing, not
+/* Maps id under m into out. IDB_EINVAL when the e-mail is missing, not
  * single-valued or malformed (err->field "email"). out is released with
  * idb_profile_clear, also on failure. */
-int idb_attrmap_apply(const idb_attrmap *map, const idb_identity *id, idb_profile *out, idb_err *err);
+int idb_attrmap_apply(const idb_attrmap *m, const idb_identity *id, idb_profile *out, idb_err *err);
 void idb_profile_clear(idb_profile *p);
 
 #endif
