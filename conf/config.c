@@ -122,14 +122,13 @@ static void build_schema(void)
 							  .string = {.min = 0, .max = 4096}};
 			break;
 		case KT_INT:
-			f->value = (cyaml_schema_value_t){.type = CYAML_INT,
-							  .flags = CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL,
-							  .data_size = sizeof(long long)};
-			break;
 		case KT_BOOL:
-			f->value = (cyaml_schema_value_t){.type = CYAML_BOOL,
+			/* Read as text and parsed here: libcyaml takes "12abc" as 12,
+			 * "0900" as 0 and any unknown word as true. */
+			f->value = (cyaml_schema_value_t){.type = CYAML_STRING,
 							  .flags = CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL,
-							  .data_size = sizeof(bool)};
+							  .data_size = sizeof(char),
+							  .string = {.min = 0, .max = 64}};
 			break;
 		case KT_LIST:
 			f->count_offset = (uint32_t)(offsetof(raw_section, count) + (size_t)key_slot[i] * sizeof(uint32_t));
@@ -214,9 +213,9 @@ static int dup_str(char **dst, const char *src)
 
 static bool parse_bool_text(const char *s, bool *out)
 {
-	if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !strcasecmp(s, "on"))
+	if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "yes") || !strcmp(s, "on"))
 		*out = true;
-	else if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no") || !strcasecmp(s, "off"))
+	else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "no") || !strcmp(s, "off"))
 		*out = false;
 	else
 		return false;
@@ -249,7 +248,7 @@ static int apply_defaults(idb_config *c)
 	return 0;
 }
 
-static int apply_raw(idb_config *c, const raw_top *raw)
+static int apply_raw(idb_config *c, const raw_top *raw, idb_err *err)
 {
 	for (size_t i = 0; i < NKEYS; i++) {
 		const raw_section *sec = raw->sec[key_section[i]];
@@ -260,13 +259,20 @@ static int apply_raw(idb_config *c, const raw_top *raw)
 		switch (keys[i].type) {
 		case KT_STR:
 			if (dup_str((char **)base, v) != 0)
-				return -1;
+				return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
 			break;
 		case KT_INT:
-			*(long long *)base = *(long long *)v;
+			/* No leading zeros: YAML 1.1 readers take 0900 as octal or 0. */
+			if (!idb_parse_long(v, INT64_MIN, INT64_MAX, (long long *)base) ||
+			    (((const char *)v)[0] == '0' && ((const char *)v)[1] != '\0'))
+				return idb_err_set(err, IDB_EINVAL, key_names[i],
+						   "must be a whole number between %lld and %lld (got \"%.40s\")", keys[i].min,
+						   keys[i].max, (const char *)v);
 			break;
 		case KT_BOOL:
-			*(bool *)base = *(bool *)v;
+			if (!parse_bool_text(v, (bool *)base))
+				return idb_err_set(err, IDB_EINVAL, key_names[i], "must be true or false (got \"%.40s\")",
+						   (const char *)v);
 			break;
 		case KT_LIST: {
 			idb_strlist *l = (idb_strlist *)base;
@@ -274,10 +280,10 @@ static int apply_raw(idb_config *c, const raw_top *raw)
 			char **src = v;
 			l->items = calloc(n ? n : 1, sizeof(char *));
 			if (!l->items)
-				return -1;
+				return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
 			for (uint32_t k = 0; k < n; k++)
 				if (!(l->items[l->count++] = strdup(src[k])))
-					return -1;
+					return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
 			break;
 		}
 		}
@@ -356,9 +362,10 @@ static bool parse_redis_url(idb_config *c)
 	if (at) {
 		const char *colon = memchr(u, ':', (size_t)(at - u));
 		const char *pw = colon ? colon + 1 : u;
-		char buf[256];
-		snprintf(buf, sizeof(buf), "%.*s", (int)(at - pw), pw);
-		if (buf[0] && (!idb_url_decode(buf, false) || dup_str(&c->redis_password, buf) != 0))
+		char *buf = strndup(pw, (size_t)(at - pw));
+		bool ok = buf && (!buf[0] || (idb_url_decode(buf, false) && dup_str(&c->redis_password, buf) == 0));
+		free(buf);
+		if (!ok)
 			return false;
 		u = at + 1;
 	}
@@ -408,8 +415,8 @@ static int validate(idb_config *c, idb_err *err)
 				   "must be an absolute http:// or https:// URL (got \"%s\")", c->public_url);
 	for (size_t i = 0; i < c->allowed_origins.count; i++) {
 		const char *o = c->allowed_origins.items[i];
-		if ((strncmp(o, "https://", 8) != 0 && strncmp(o, "http://", 7) != 0) ||
-		    strchr(o + 8, '/') != NULL)
+		const char *host = !strncmp(o, "https://", 8) ? o + 8 : !strncmp(o, "http://", 7) ? o + 7 : NULL;
+		if (!host || !*host || host[0] == ':' || strpbrk(host, "/?#@ \\") != NULL)
 			return idb_err_set(err, IDB_EINVAL, "server.allowed_origins",
 					   "entry %zu must be an origin like https://app.example.com (got \"%s\")", i + 1, o);
 		idb_str_lower(c->allowed_origins.items[i]);
@@ -482,8 +489,8 @@ int idb_config_load(idb_config **out, const char *path, idb_err *err)
 				}
 				goto fail;
 			}
-			if (raw && apply_raw(c, raw) != 0)
-				goto fail_oom;
+			if (raw && (rc = apply_raw(c, raw, err)) != 0)
+				goto fail;
 		}
 	}
 	if (apply_env(c) != 0)

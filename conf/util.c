@@ -91,7 +91,7 @@ bool idb_strlcpy(char *dst, const char *src, size_t dstsz)
 
 bool idb_parse_long(const char *s, long long min, long long max, long long *out)
 {
-	if (!s || !*s)
+	if (!s || !*s || !(*s == '-' || *s == '+' || (*s >= '0' && *s <= '9')))
 		return false;
 	char *end = NULL;
 	errno = 0;

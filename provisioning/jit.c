@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: AGPL-3.0-or-later */
+#include "jit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "db.h"
+#include "log.h"
+#include "roles.h"
+#include "users.h"
+#include "util.h"
+
+static int refuse(idb_jit_result *out, const char *reason, const char *message, idb_err *err)
+{
+	idb_strlcpy(out->reason, reason, sizeof(out->reason));
+	idb_strlcpy(out->message, message, sizeof(out->message));
+	return idb_err_set(err, IDB_EFORBIDDEN, NULL, "%s", message);
+}
+
+static bool domain_allowed(const idb_connection *c, const char *email)
+{
+	const char *at = strrchr(email, '@');
+	if (!at)
+		return false;
+	size_t i;
+	json_t *d;
+	json_array_foreach(c->domains, i, d) if (strcmp(json_string_value(d), at + 1) == 0) return true;
+	return false;
+}
+
+int idb_jit_record_failure(idb_db *db, const idb_connection *c, const char *reason, const char *detail,
+			   const char *ip, idb_err *err)
+{
+	json_t *d = json_pack("{ss ss ss}", "method", c->protocol, "connection", c->slug, "detail", detail ? detail : "");
+	char *txt = d ? json_dumps(d, JSON_COMPACT) : NULL;
+	json_decref(d);
+	int rc = idb_activity_record(db, c->org_id, NULL, "login_failure", reason, ip, txt, err);
+	free(txt);
+	return rc;
+}
+
+/* The user of an identity link, locked for the rest of the transaction. */
+static int find_identity(idb_db *db, const idb_connection *c, const char *subject, char out_user[37], idb_err *err)
+{
+	static const char sql[] = "SELECT u.id FROM identities i JOIN users u ON u.id = i.user_id"
+				  " WHERE i.connection_id = $1::uuid AND i.subject = $2 FOR UPDATE OF u";
+	const char *p[] = {c->id, subject};
+	PGresult *res = idb_db_query(db, sql, 2, p, err);
+	if (!res)
+		return err ? err->code : IDB_EINTERNAL;
+	int rc = PQntuples(res) == 1 ? 0 : IDB_ENOTFOUND;
+	if (rc == 0)
+		idb_strlcpy(out_user, idb_db_str(res, 0, 0), 37);
+	PQclear(res);
+	return rc;
+}
+
+static int find_user_by_email(idb_db *db, const char *org_id, const char *email, char out_user[37], idb_err *err)
+{
+	static const char sql[] =
+		"SELECT id FROM users WHERE org_id = $1::uuid AND lower(email) = lower($2) FOR UPDATE";
+	const char *p[] = {org_id, email};
+	PGresult *res = idb_db_query(db, sql, 2, p, err);
+	if (!res)
+		return err ? err->code : IDB_EINTERNAL;
+	int rc = PQntuples(res) == 1 ? 0 : IDB_ENOTFOUND;
+	if (rc == 0)
+		idb_strlcpy(out_user, idb_db_str(res, 0, 0), 37);
+	PQclear(res);
+	return rc;
+}
+
+static int link_identity(idb_db *db, const idb_connection *c, const idb_identity *id, const char *user_id,
+			 idb_err *err)
+{
+	static const char sql[] = "INSERT INTO identities (org_id, user_id, connection_id, issuer, subject)"
+				  " VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5)";
+	const char *p[] = {c->org_id, user_id, c->id, id->issuer ? id->issuer : "", id->subject};
+	return idb_db_exec(db, sql, 5, p, NULL, err);
+}
+
+/* Reconciles source-'idp' memberships of this connection with the asserted
+ * groups; manual and import memberships are never touched. Unknown group
+ * names are created (create_missing) or collected in unknown. */
+static int sync_groups(idb_db *db, const idb_connection *c, const char *user_id, const idb_profile *p,
+		       bool create_missing, json_t *unknown, idb_jit_result *out, idb_err *err)
+{
+	static const char create_sql[] =
+		"INSERT INTO groups (org_id, name, created_via) VALUES ($1::uuid, $2, 'idp')"
+		" ON CONFLICT (org_id, lower(name)) DO NOTHING";
+	static const char add_sql[] =
+		"INSERT INTO memberships (org_id, user_id, group_id, source, connection_id)"
+		" SELECT $1::uuid, $2::uuid, g.id, 'idp', $3::uuid FROM groups g"
+		"  WHERE g.org_id = $1::uuid AND lower(g.name) = ANY (SELECT lower(x) FROM json_array_elements_text($4::json) x)"
+		" ON CONFLICT (user_id, group_id, source) DO UPDATE SET connection_id = EXCLUDED.connection_id"
+		" WHERE memberships.connection_id IS DISTINCT FROM EXCLUDED.connection_id"
+		" RETURNING (xmax = 0)";
+	static const char remove_sql[] =
+		"DELETE FROM memberships m USING groups g WHERE m.group_id = g.id AND m.user_id = $1::uuid"
+		"  AND m.source = 'idp' AND m.connection_id = $2::uuid"
+		"  AND lower(g.name) <> ALL (SELECT lower(x) FROM json_array_elements_text($3::json) x)";
+	static const char known_sql[] =
+		"SELECT x FROM json_array_elements_text($2::json) x WHERE NOT EXISTS"
+		" (SELECT 1 FROM groups g WHERE g.org_id = $1::uuid AND lower(g.name) = lower(x))";
+	json_t *names = json_array();
+	for (size_t i = 0; i < p->ngroups; i++)
+		json_array_append_new(names, json_string(p->groups[i]));
+	char *names_txt = json_dumps(names, JSON_COMPACT);
+	json_decref(names);
+	if (!names_txt)
+		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
+	int rc = 0;
+	if (create_missing) {
+		for (size_t i = 0; i < p->ngroups && rc == 0; i++) {
+			const char *cp[] = {c->org_id, p->groups[i]};
+			rc = idb_db_exec(db, create_sql, 2, cp, NULL, err);
+		}
+	} else {
+		const char *kp[] = {c->org_id, names_txt};
+		PGresult *res = idb_db_query(db, known_sql, 2, kp, err);
+		if (!res) {
+			rc = err ? err->code : IDB_EINTERNAL;
+		} else {
+			for (int i = 0; i < PQntuples(res); i++)
+				json_array_append_new(unknown, json_string(idb_db_str(res, i, 0)));
+			PQclear(res);
+		}
+	}
+	if (rc == 0) {
+		const char *ap[] = {c->org_id, user_id, c->id, names_txt};
+		PGresult *res = idb_db_query(db, add_sql, 4, ap, err);
+		if (!res)
+			rc = err ? err->code : IDB_EINTERNAL;
+		else {
+			for (int i = 0; i < PQntuples(res); i++)
+				if (idb_db_str(res, i, 0)[0] == 't')
+					out->groups_added++;
+			PQclear(res);
+		}
+	}
+	if (rc == 0) {
+		long removed = 0;
+		const char *rp[] = {user_id, c->id, names_txt};
+		rc = idb_db_exec(db, remove_sql, 3, rp, &removed, err);
+		out->groups_removed = (int)removed;
+	}
+	free(names_txt);
+	return rc;
+}
+
+static int provision_tx(idb_db *db, const idb_connection *c, const idb_identity *id, const idb_profile *p,
+			json_t *unknown, idb_jit_result *out, idb_err *err)
+{
+	bool jit_enabled = idb_connection_flag(c, NULL, "enabled", true);
+	char user_id[37] = "";
+	int rc = find_identity(db, c, id->subject, user_id, err);
+	if (rc != 0 && rc != IDB_ENOTFOUND)
+		return rc;
+	if (rc == IDB_ENOTFOUND) {
+		/* No link yet: the e-mail decides, within the allowed domains only. */
+		if (!domain_allowed(c, p->email))
+			return refuse(out, "domain_not_allowed",
+				      "Your e-mail domain is not allowed to sign in through this identity provider. "
+				      "Contact your administrator.",
+				      err);
+		rc = find_user_by_email(db, c->org_id, p->email, user_id, err);
+		if (rc != 0 && rc != IDB_ENOTFOUND)
+			return rc;
+		if (rc == 0) {
+			if (!id->email_verified)
+				return refuse(out, "email_not_verified",
+					      "Your identity provider has not verified your e-mail address, so it cannot be "
+					      "linked to your existing account. Contact your administrator.",
+					      err);
+			if ((rc = link_identity(db, c, id, user_id, err)) != 0)
+				return rc;
+			out->linked = true;
+		} else {
+			if (!jit_enabled)
+				return refuse(out, "account_not_found",
+					      "Account not found. Ask your administrator to invite you.", err);
+			static const char ins_sql[] =
+				"INSERT INTO users (org_id, email, name, role, status, created_via, last_login_at,"
+				" last_active_at, sso_authenticated_at)"
+				" VALUES ($1::uuid, $2, $3, $4::user_role, 'active', 'sso', now(), now(), now()) RETURNING id";
+			const char *ip[] = {c->org_id, p->email, p->display_name ? p->display_name : "",
+					    idb_role_name(p->role)};
+			PGresult *res = idb_db_query(db, ins_sql, 4, ip, err);
+			if (!res)
+				return err ? err->code : IDB_EINTERNAL;
+			idb_strlcpy(user_id, idb_db_str(res, 0, 0), sizeof(user_id));
+			PQclear(res);
+			if ((rc = link_identity(db, c, id, user_id, err)) != 0)
+				return rc;
+			out->created = true;
+		}
+	}
+	idb_strlcpy(out->user_id, user_id, sizeof(out->user_id));
+	idb_strlcpy(out->org_id, c->org_id, sizeof(out->org_id));
+
+	static const char state_sql[] = "SELECT status::text, locked_at IS NOT NULL, role::text FROM users WHERE id = $1::uuid";
+	const char *up[] = {user_id};
+	PGresult *res = idb_db_query(db, state_sql, 1, up, err);
+	if (!res)
+		return err ? err->code : IDB_EINTERNAL;
+	char status[16], role[16];
+	idb_strlcpy(status, idb_db_str(res, 0, 0), sizeof(status));
+	bool locked = idb_db_str(res, 0, 1)[0] == 't';
+	idb_strlcpy(role, idb_db_str(res, 0, 2), sizeof(role));
+	PQclear(res);
+	if (!strcmp(status, "deleted"))
+		return refuse(out, "deleted", "Account not found. Ask your administrator to invite you.", err);
+	if (!strcmp(status, "inactive"))
+		return refuse(out, "deactivated", "Your account is deactivated. Contact your administrator.", err);
+	if (locked)
+		return refuse(out, "locked", "Your account is locked. Contact your administrator.", err);
+	out->activated = !strcmp(status, "pending");
+
+	/* A role rule's result is re-applied on each login; otherwise the role an
+	 * admin set stays. */
+	const char *new_role = p->role_from_rule ? idb_role_name(p->role) : role;
+	static const char upd_sql[] =
+		"UPDATE users SET status = 'active', name = CASE WHEN $2 = '' THEN name ELSE $2 END,"
+		" role = $3::user_role, last_login_at = now(), last_active_at = now(), sso_authenticated_at = now(),"
+		" updated_at = CASE WHEN status <> 'active' OR name IS DISTINCT FROM $2 OR role <> $3::user_role"
+		"   THEN now() ELSE updated_at END WHERE id = $1::uuid";
+	const char *pp[] = {user_id, p->display_name ? p->display_name : "", new_role};
+	if ((rc = idb_db_exec(db, upd_sql, 3, pp, NULL, err)) != 0)
+		return rc;
+	static const char ident_sql[] =
+		"UPDATE identities SET last_login_at = now() WHERE connection_id = $1::uuid AND subject = $2";
+	const char *ip2[] = {c->id, id->subject};
+	if ((rc = idb_db_exec(db, ident_sql, 2, ip2, NULL, err)) != 0)
+		return rc;
+	if (idb_connection_flag(c, NULL, "sync_groups", true) && !p->groups_overage)
+		rc = sync_groups(db, c, user_id, p, idb_connection_flag(c, NULL, "create_missing_groups", false), unknown,
+				 out, err);
+	return rc;
+}
+
+int idb_jit_provision(idb_db *db, const idb_connection *c, const idb_identity *id, const idb_profile *p,
+		      const char *ip, idb_jit_result *out, idb_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (!c->enabled) {
+		refuse(out, "connection_disabled", "Sign-in through this identity provider is disabled.", err);
+		(void)idb_jit_record_failure(db, c, out->reason, NULL, ip, NULL);
+		return IDB_EFORBIDDEN;
+	}
+	int rc = 0;
+	/* Two first logins of one person may race on the e-mail or the identity:
+	 * the loser retries once and finds the winner's rows. */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		json_t *unknown = json_array();
+		memset(out, 0, sizeof(*out));
+		rc = idb_db_begin(db, err);
+		if (rc == 0)
+			rc = provision_tx(db, c, id, p, unknown, out, err);
+		if (rc == 0) {
+			json_t *d = json_pack("{ss ss sb sb sb si si sO sb}", "method", c->protocol, "connection", c->slug,
+					      "created", out->created, "linked", out->linked, "activated", out->activated,
+					      "groups_added", out->groups_added, "groups_removed", out->groups_removed,
+					      "unknown_groups", unknown, "groups_overage", p->groups_overage);
+			char *txt = d ? json_dumps(d, JSON_COMPACT) : NULL;
+			json_decref(d);
+			rc = idb_activity_record(db, c->org_id, out->user_id, "login_success", NULL, ip, txt, err);
+			free(txt);
+		}
+		if (rc == 0)
+			rc = idb_db_commit(db, err);
+		json_decref(unknown);
+		if (rc == 0)
+			return 0;
+		idb_db_rollback(db);
+		if (rc != IDB_EEXISTS)
+			break;
+	}
+	if (rc == IDB_EFORBIDDEN) {
+		json_t *d = json_pack("{ss ss ss}", "method", c->protocol, "connection", c->slug, "email", p->email);
+		char *txt = d ? json_dumps(d, JSON_COMPACT) : NULL;
+		json_decref(d);
+		(void)idb_activity_record(db, c->org_id, out->user_id[0] ? out->user_id : NULL, "login_failure", out->reason,
+					  ip, txt, NULL);
+		free(txt);
+	}
+	return rc;
+}
