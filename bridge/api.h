@@ -22,6 +22,13 @@ int idb_api_logout(idb_req *req);
 int idb_api_me(idb_req *req);
 int idb_api_auth_check(idb_req *req);
 
+/* api_connections.c */
+int idb_api_connections_list(idb_req *req);
+int idb_api_connections_create(idb_req *req);
+int idb_api_connections_get(idb_req *req);
+int idb_api_connections_update(idb_req *req);
+int idb_api_connections_delete(idb_req *req);
+
 /* Shared JSON helpers (api_auth.c): new references. */
 json_t *idb_api_perms_json(uint32_t perms);
 json_t *idb_api_groups_json(const char *groups);

@@ -9,7 +9,9 @@
 #include "authz.h"
 #include "log.h"
 #include "roles.h"
+#include "saml.h"
 #include "session.h"
+#include "sso.h"
 #include "urls.h"
 #include "users.h"
 #include "util.h"
@@ -52,37 +54,14 @@ static const char login_page[] =
 	"autocomplete=current-password required><input type=hidden name=return_to value='%s'>"
 	"<button type=submit>Sign in</button></form></body></html>";
 
-static void html_escape(char *out, size_t outsz, const char *in)
-{
-	size_t o = 0;
-	for (; in && *in && o + 7 < outsz; in++) {
-		const char *rep = NULL;
-		switch (*in) {
-		case '<': rep = "&lt;"; break;
-		case '>': rep = "&gt;"; break;
-		case '&': rep = "&amp;"; break;
-		case '\'': rep = "&#39;"; break;
-		case '"': rep = "&quot;"; break;
-		}
-		if (rep) {
-			size_t n = strlen(rep);
-			memcpy(out + o, rep, n);
-			o += n;
-		} else {
-			out[o++] = *in;
-		}
-	}
-	out[o] = '\0';
-}
-
 static int login_page_resp(idb_req *req, unsigned status, const char *error, const char *return_to)
 {
 	char err_html[400] = "", esc_err[300], esc_rt[2100];
 	if (error) {
-		html_escape(esc_err, sizeof(esc_err), error);
+		idb_html_escape(esc_err, sizeof(esc_err), error);
 		snprintf(err_html, sizeof(err_html), "<p class=err role=alert>%s</p>", esc_err);
 	}
-	html_escape(esc_rt, sizeof(esc_rt), return_to && idb_return_to_allowed(idb_req_app(req)->cfg, return_to) ? return_to : "/");
+	idb_html_escape(esc_rt, sizeof(esc_rt), return_to && idb_return_to_allowed(idb_req_app(req)->cfg, return_to) ? return_to : "/");
 	size_t cap = sizeof(login_page) + strlen(err_html) + strlen(esc_rt);
 	char *page = malloc(cap);
 	if (!page)
@@ -187,15 +166,30 @@ int idb_api_logout(idb_req *req)
 	idb_app *app = idb_req_app(req);
 	const char *cookie = idb_req_cookie(req, IDB_SESSION_COOKIE);
 	idb_session_row row;
+	char *idp_logout = NULL;
 	if (cookie && idb_session_lookup(app, cookie, &row, NULL) == 0) {
+		/* A SAML session also ends at the IdP when it has an SLO endpoint. */
+		if (!strcmp(row.auth_method, "saml"))
+			idb_saml_logout_redirect(req, row.id_hash, &idp_logout);
 		idb_err err;
-		if (idb_session_end(app, row.id_hash, &err) != 0)
+		if (idb_session_end(app, row.id_hash, &err) != 0) {
+			free(idp_logout);
 			return idb_resp_error(req, &err);
+		}
 	}
 	idb_resp_cookie(req, IDB_SESSION_COOKIE, "", 0);
+	int rc;
 	if (idb_req_is_form(req) && !idb_req_wants_json(req))
-		return idb_resp_redirect(req, 303, "/login");
-	return idb_resp_json(req, 200, json_pack("{ss}", "status", "logged_out"));
+		rc = idb_resp_redirect(req, 303, idp_logout ? idp_logout : "/login");
+	else
+	{
+		json_t *o = json_pack("{ss}", "status", "logged_out");
+		if (o && idp_logout) /* SAML: the browser continues to the IdP's logout */
+			json_object_set_new(o, "redirect", json_string(idp_logout));
+		rc = idb_resp_json(req, 200, o);
+	}
+	free(idp_logout);
+	return rc;
 }
 
 int idb_api_me(idb_req *req)

@@ -10,10 +10,13 @@
 #include "config.h"
 #include "store.h"
 
+struct idb_saml;
+
 typedef struct idb_app {
 	const idb_config *cfg;
 	idb_store *store;
 	idb_cache *cache;
+	struct idb_saml *saml;
 	atomic_int inflight; /* requests between first byte and completion */
 } idb_app;
 

@@ -7,6 +7,10 @@
 
 #include "apikeys.h"
 #include "config.h"
+#include "connections.h"
+#include "connsave.h"
+#include "saml.h"
+#include "yamljson.h"
 #include "log.h"
 #include "roles.h"
 #include "store.h"
@@ -26,6 +30,8 @@ static void usage(FILE *f)
 		"                                                  password unless one is given on stdin\n"
 		"  apikey create --org SLUG --email E --name N [--scopes a,b] [--expires-days D]\n"
 		"                                                  create an API key for a user; prints it once\n"
+		"  connection apply --org SLUG --file CONN.yaml    create or update (by slug) an IdP connection from a\n"
+		"                                                  YAML file holding the API's connection object\n"
 		"environment: IDBRIDGE_DATABASE_URL and the other IDBRIDGE_* variables override the file.\n"
 		"exit codes: 0 ok, 1 failure, 2 usage or invalid input, 3 already exists\n");
 }
@@ -188,6 +194,64 @@ static int cmd_apikey_create(idb_db *db, int argc, char **argv, int from, idb_er
 	return EX_OK;
 }
 
+static int cmd_connection_apply(idb_db *db, const idb_config *cfg, int argc, char **argv, int from, idb_err *err)
+{
+	const char *org = opt(argc, argv, from, "--org"), *file = opt(argc, argv, from, "--file");
+	if (!org || !file) {
+		usage(stderr);
+		return EX_USAGE;
+	}
+	FILE *f = fopen(file, "rb");
+	if (!f) {
+		idb_err_set(err, IDB_EINVAL, "--file", "cannot open %s", file);
+		return fail(err);
+	}
+	char *text = malloc(2 * 1024 * 1024 + 1);
+	size_t n = text ? fread(text, 1, 2 * 1024 * 1024, f) : 0;
+	bool too_big = text && n == 2 * 1024 * 1024 && fgetc(f) != EOF;
+	fclose(f);
+	if (!text || too_big) {
+		free(text);
+		idb_err_set(err, IDB_EINVAL, "--file", "%s is larger than 2 MiB", file);
+		return fail(err);
+	}
+	json_t *obj = NULL;
+	int rc = idb_yaml_to_json(text, n, &obj, err);
+	free(text);
+	if (rc != 0) {
+		fprintf(stderr, "idbridgectl: %s: %s\n", file, err->msg);
+		return EX_USAGE;
+	}
+	char org_id[37], id[37] = "";
+	if ((rc = idb_org_find(db, org, org_id, err)) != 0) {
+		json_decref(obj);
+		return fail(err);
+	}
+	/* Same slug in this organisation: update it. */
+	const char *slug = json_string_value(json_object_get(obj, "slug"));
+	idb_connection existing = {0};
+	bool update = slug && idb_connection_by_slug(db, slug, &existing, NULL) == 0 && !strcmp(existing.org_id, org_id);
+	json_t *errors = json_array();
+	idb_actor actor = {.email = "idbridgectl"};
+	rc = idb_connsave(db, cfg, org_id, update ? existing.id : NULL, obj, &actor, errors, id, err);
+	idb_connection_clear(&existing);
+	json_decref(obj);
+	if (rc != 0) {
+		size_t i;
+		json_t *e;
+		json_array_foreach(errors, i, e)
+			fprintf(stderr, "idbridgectl: %s: %s: %s\n", file, json_string_value(json_object_get(e, "field")),
+				json_string_value(json_object_get(e, "message")));
+		if (!json_array_size(errors))
+			fprintf(stderr, "idbridgectl: %s: %s\n", file, err->msg);
+		json_decref(errors);
+		return exit_for(rc);
+	}
+	json_decref(errors);
+	printf("connection %s %s (id %s)\n", slug, update ? "updated" : "created", id);
+	return EX_OK;
+}
+
 int main(int argc, char **argv)
 {
 	const char *config_path = getenv("IDBRIDGE_CONFIG");
@@ -215,8 +279,8 @@ int main(int argc, char **argv)
 	int ex = EX_FAIL;
 	idb_store *st = NULL;
 	idb_db *db = NULL;
-	if (idb_crypto_init() != 0) {
-		fprintf(stderr, "idbridgectl: libsodium initialisation failed\n");
+	if (idb_crypto_init() != 0 || idb_saml_global_init(&err) != 0) {
+		fprintf(stderr, "idbridgectl: library initialisation failed\n");
 		goto out;
 	}
 	if (idb_store_open(&st, cfg->database_url, 1, (int)cfg->db_connect_timeout_s, 60000, &err) != 0) {
@@ -244,6 +308,8 @@ int main(int argc, char **argv)
 		ex = cmd_admin_create(db, cfg, argc, argv, i + 2, &err);
 	else if (!strcmp(cmd, "apikey") && !strcmp(sub, "create"))
 		ex = cmd_apikey_create(db, argc, argv, i + 2, &err);
+	else if (!strcmp(cmd, "connection") && !strcmp(sub, "apply"))
+		ex = cmd_connection_apply(db, cfg, argc, argv, i + 2, &err);
 	else {
 		usage(stderr);
 		ex = EX_USAGE;
@@ -252,5 +318,6 @@ out:
 	idb_store_release(db);
 	idb_store_free(st);
 	idb_config_free(cfg);
+	idb_saml_global_shutdown();
 	return ex;
 }

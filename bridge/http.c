@@ -36,6 +36,8 @@ typedef struct form_field {
 
 struct idb_req {
 	idb_app *app;
+	bool initialized;
+	char *raw_uri; /* as received, with the query string (SAML redirect signatures need it) */
 	struct MHD_Connection *conn;
 	const char *method;
 	char *path;    /* owned copy, as received */
@@ -523,12 +525,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
 	idb_app *app = cls;
 	idb_req *req = *con_cls;
-	if (!req) {
-		req = calloc(1, sizeof(*req));
-		if (!req)
-			return MHD_NO;
-		*con_cls = req;
-		atomic_fetch_add(&app->inflight, 1);
+	if (!req)
+		return MHD_NO; /* on_uri always runs first */
+	if (!req->initialized) {
+		req->initialized = true;
 		req->app = app;
 		req->conn = conn;
 		req->method = method;
@@ -601,12 +601,39 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return ret;
 }
 
+/* Called by MHD with the raw request URI before anything else: the request
+ * object is born here so that the raw query string is kept. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	idb_app *app = cls;
+	(void)conn;
+	idb_req *req = calloc(1, sizeof(*req));
+	if (!req)
+		return NULL;
+	req->raw_uri = strndup(uri, 8192);
+	atomic_fetch_add(&app->inflight, 1);
+	return req;
+}
+
+const char *idb_req_raw_query(const idb_req *req)
+{
+	const char *q = req->raw_uri ? strchr(req->raw_uri, '?') : NULL;
+	return q ? q + 1 : "";
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
 	idb_app *app = cls;
 	idb_req *req = *con_cls;
 	if (!req)
 		return;
+	if (!req->initialized) { /* the connection ended before the request did */
+		free(req->raw_uri);
+		free(req);
+		*con_cls = NULL;
+		atomic_fetch_sub(&app->inflight, 1);
+		return;
+	}
 	double secs = (double)(now_us() - req->start_us) / 1e6;
 	unsigned status = req->responded ? req->status : 0;
 	idb_metrics_request(req->route, req->method, status, secs);
@@ -632,6 +659,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	free(req->body);
 	free(req->path);
 	free(req->pathbuf);
+	free(req->raw_uri);
 	free(req);
 	*con_cls = NULL;
 	atomic_fetch_sub(&app->inflight, 1);
@@ -683,6 +711,7 @@ int idb_http_start(idb_http **out, idb_app *app, idb_err *err)
 				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
 				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
 				MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
+				MHD_OPTION_URI_LOG_CALLBACK, on_uri, app,
 				MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 				MHD_OPTION_END);
 	if (!h->d) {

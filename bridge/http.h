@@ -64,6 +64,8 @@ const char *idb_req_query(idb_req *req, const char *name);
 const char *idb_req_header(idb_req *req, const char *name);
 const char *idb_req_cookie(idb_req *req, const char *name);
 const char *idb_req_body(const idb_req *req, size_t *len);
+/* The query string exactly as received (without '?'), "" when none. */
+const char *idb_req_raw_query(const idb_req *req);
 /* True when the client prefers JSON (Accept or Content-Type says so). */
 bool idb_req_wants_json(idb_req *req);
 /* Body as a JSON object. On failure queues the problem response (415 for a

@@ -14,6 +14,7 @@
 #include "http.h"
 #include "keyfile.h"
 #include "log.h"
+#include "saml.h"
 #include "store.h"
 #include "util.h"
 
@@ -89,6 +90,10 @@ int main(int argc, char **argv)
 		idb_log_error("%s: %s", err.field, err.msg);
 		goto out;
 	}
+	if (idb_saml_global_init(&err) != 0 || idb_saml_open(&app.saml, cfg, &err) != 0) {
+		idb_log_error("%s%s%s", err.field, err.field[0] ? ": " : "", err.msg);
+		goto out;
+	}
 	if (idb_store_open(&app.store, cfg->database_url, (int)cfg->db_pool_size, (int)cfg->db_connect_timeout_s,
 			   (int)cfg->db_statement_timeout_ms, &err) != 0) {
 		idb_log_error("%s", err.msg);
@@ -121,6 +126,8 @@ out:
 	idb_cache_thread_cleanup();
 	idb_cache_free(app.cache);
 	idb_store_free(app.store);
+	idb_saml_free(app.saml);
+	idb_saml_global_shutdown();
 	sodium_memzero(secret, sizeof(secret));
 	idb_config_free(cfg);
 	if (exit_code == 0)

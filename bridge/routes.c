@@ -2,6 +2,7 @@
 /* The one route table: method, path pattern, handler, authentication, body
  * limit. */
 #include "api.h"
+#include "saml.h"
 #include "roles.h"
 
 #define KB(n) ((size_t)(n) * 1024)
@@ -18,6 +19,18 @@ const idb_route idb_routes[] = {
 	{"*", "/auth/check", idb_api_auth_check, IDB_AUTH_NONE, 0, KB(64)},
 	{"*", "/auth/check/*", idb_api_auth_check, IDB_AUTH_NONE, 0, KB(64)},
 	{"GET", "/api/v1/me", idb_api_me, IDB_AUTH_ANY, 0, KB(1)},
+	/* SAML 2.0 SP (issue 3) */
+	{"GET", "/sso/saml/{conn}/metadata", idb_saml_handle_metadata, IDB_AUTH_NONE, 0, KB(1)},
+	{"GET", "/sso/saml/{conn}/login", idb_saml_handle_login, IDB_AUTH_NONE, 0, KB(1)},
+	{"POST", "/sso/saml/{conn}/acs", idb_saml_handle_acs, IDB_AUTH_NONE, 0, KB(4096)},
+	{"GET", "/sso/saml/{conn}/slo", idb_saml_handle_slo, IDB_AUTH_NONE, 0, KB(1)},
+	{"POST", "/sso/saml/{conn}/slo", idb_saml_handle_slo, IDB_AUTH_NONE, 0, KB(256)},
+	/* IdP connections */
+	{"GET", "/api/v1/connections", idb_api_connections_list, IDB_AUTH_PERM, IDB_PERM_SSO_MANAGE, KB(1)},
+	{"POST", "/api/v1/connections", idb_api_connections_create, IDB_AUTH_PERM, IDB_PERM_SSO_MANAGE, KB(2048)},
+	{"GET", "/api/v1/connections/{id}", idb_api_connections_get, IDB_AUTH_PERM, IDB_PERM_SSO_MANAGE, KB(1)},
+	{"PATCH", "/api/v1/connections/{id}", idb_api_connections_update, IDB_AUTH_PERM, IDB_PERM_SSO_MANAGE, KB(2048)},
+	{"DELETE", "/api/v1/connections/{id}", idb_api_connections_delete, IDB_AUTH_PERM, IDB_PERM_SSO_MANAGE, KB(1)},
 };
 
 const size_t idb_routes_count = sizeof(idb_routes) / sizeof(idb_routes[0]);

@@ -183,6 +183,25 @@ int idb_session_end(idb_app *app, const char *id_hash, idb_err *err)
 	return rc;
 }
 
+void idb_session_drop_cached(idb_app *app, char (*hashes)[65], int n)
+{
+	if (n <= 0)
+		return;
+	char(*keys)[80] = calloc((size_t)n, 80);
+	const char **kp = calloc((size_t)n, sizeof(char *));
+	if (keys && kp) {
+		for (int i = 0; i < n; i++) {
+			cache_key(keys[i], hashes[i]);
+			kp[i] = keys[i];
+		}
+		if (idb_cache_del(app->cache, kp, n, NULL) != 0)
+			idb_log_warn("could not drop %d cached sessions; they expire within %llds", n,
+				     app->cfg->session_cache_ttl_s);
+	}
+	free(kp);
+	free(keys);
+}
+
 int idb_session_end_user(idb_app *app, const char *user_id, idb_err *err)
 {
 	idb_db *db;
@@ -193,23 +212,8 @@ int idb_session_end_user(idb_app *app, const char *user_id, idb_err *err)
 	int n = 0;
 	rc = idb_sessions_delete_user(db, user_id, &hashes, &n, err);
 	idb_store_release(db);
-	if (rc != 0)
-		return rc;
-	if (n > 0) {
-		char(*keys)[80] = calloc((size_t)n, 80);
-		const char **kp = calloc((size_t)n, sizeof(char *));
-		if (keys && kp) {
-			for (int i = 0; i < n; i++) {
-				cache_key(keys[i], hashes[i]);
-				kp[i] = keys[i];
-			}
-			if (idb_cache_del(app->cache, kp, n, NULL) != 0)
-				idb_log_warn("could not drop %d cached sessions of user %s; they expire within %llds", n,
-					     user_id, app->cfg->session_cache_ttl_s);
-		}
-		free(kp);
-		free(keys);
-	}
+	if (rc == 0)
+		idb_session_drop_cached(app, hashes, n);
 	free(hashes);
-	return 0;
+	return rc;
 }

@@ -23,4 +23,7 @@ int idb_session_end(idb_app *app, const char *id_hash, idb_err *err);
 /* Ends every session of user_id (deactivation, deletion, password change). */
 int idb_session_end_user(idb_app *app, const char *user_id, idb_err *err);
 
+/* Drops the cached copies of sessions whose rows were deleted. */
+void idb_session_drop_cached(idb_app *app, char (*hashes)[65], int n);
+
 #endif

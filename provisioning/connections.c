@@ -616,7 +616,7 @@ json_t *idb_connection_to_json(const idb_connection *c)
 	if (!strcmp(c->protocol, "saml") && c->metadata_xml)
 		json_object_set_new(proto, "idp_metadata_xml", json_string(c->metadata_xml));
 	json_object_del(proto, "client_secret"); /* sealed; never returned */
-	json_t *o = json_pack("{ss ss ss ss sb s? so sO sO}", "id", c->id, "slug", c->slug, "name", c->name,
+	json_t *o = json_pack("{ss ss ss ss sb ss? so sO sO}", "id", c->id, "slug", c->slug, "name", c->name,
 			      "protocol", c->protocol, "enabled", c->enabled, "preset",
 			      c->preset, c->protocol, proto, "allowed_domains",
 			      c->domains, "jit", c->jit);

@@ -119,3 +119,56 @@ int idb_sessions_purge(idb_db *db, long long idle_timeout_s, long *removed, idb_
 	const char *p[] = {idle};
 	return idb_db_exec(db, sql, 1, p, removed, err);
 }
+
+int idb_sessions_delete_idp(idb_db *db, const char *connection_id, const char *subject, const char *session_index,
+			    const char *sid, char (**hashes)[65], int *n, idb_err *err)
+{
+	static const char sql[] =
+		"DELETE FROM sessions WHERE connection_id = $1::uuid"
+		" AND ($2::text IS NULL OR idp_subject = $2) AND ($3::text IS NULL OR idp_session_index = $3)"
+		" AND ($4::text IS NULL OR idp_sid = $4) AND ($2::text IS NOT NULL OR $4::text IS NOT NULL)"
+		" RETURNING id_hash";
+	const char *p[] = {connection_id, subject, session_index, sid};
+	*hashes = NULL;
+	*n = 0;
+	PGresult *res = idb_db_query(db, sql, 4, p, err);
+	if (!res)
+		return err ? err->code : IDB_EINTERNAL;
+	int rows = PQntuples(res);
+	if (rows > 0) {
+		*hashes = calloc((size_t)rows, 65);
+		if (!*hashes) {
+			PQclear(res);
+			return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
+		}
+		for (int i = 0; i < rows; i++)
+			idb_strlcpy((*hashes)[i], idb_db_str(res, i, 0), 65);
+	}
+	*n = rows;
+	PQclear(res);
+	return 0;
+}
+
+int idb_sessions_idp_info(idb_db *db, const char *id_hash, char **subject, char **session_index, char **dump,
+			  idb_err *err)
+{
+	static const char sql[] =
+		"SELECT idp_subject, idp_session_index, idp_session_dump FROM sessions WHERE id_hash = $1";
+	const char *p[] = {id_hash};
+	*subject = *session_index = *dump = NULL;
+	PGresult *res = idb_db_query(db, sql, 1, p, err);
+	if (!res)
+		return err ? err->code : IDB_EINTERNAL;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return idb_err_set(err, IDB_ENOTFOUND, NULL, "no session");
+	}
+	if (idb_db_val(res, 0, 0))
+		*subject = strdup(idb_db_str(res, 0, 0));
+	if (idb_db_val(res, 0, 1))
+		*session_index = strdup(idb_db_str(res, 0, 1));
+	if (idb_db_val(res, 0, 2))
+		*dump = strdup(idb_db_str(res, 0, 2));
+	PQclear(res);
+	return 0;
+}

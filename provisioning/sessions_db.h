@@ -40,6 +40,17 @@ int idb_sessions_delete(idb_db *db, const char *id_hash, idb_err *err);
 /* Deletes every session of user_id; *hashes gets a malloc'd array of the
  * deleted id hashes (65 bytes each) so the caller can drop them from caches. */
 int idb_sessions_delete_user(idb_db *db, const char *user_id, char (**hashes)[65], int *n, idb_err *err);
+/* Deletes the sessions of an IdP subject on a connection (SAML NameID / OIDC
+ * sub; session_index or sid narrows when not NULL), like
+ * idb_sessions_delete_user. *user_ids gets the distinct users (37 bytes
+ * each) so their caches can be dropped. */
+int idb_sessions_delete_idp(idb_db *db, const char *connection_id, const char *subject, const char *session_index,
+			    const char *sid, char (**hashes)[65], int *n, idb_err *err);
+/* The IdP fields of a session: subject, session index and lasso session dump
+ * (each malloc'd, NULL when absent). */
+int idb_sessions_idp_info(idb_db *db, const char *id_hash, char **subject, char **session_index, char **dump,
+			  idb_err *err);
+
 /* Removes expired rows; *removed = count. */
 int idb_sessions_purge(idb_db *db, long long idle_timeout_s, long *removed, idb_err *err);
 

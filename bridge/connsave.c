@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: AGPL-3.0-or-later */
+#include "connsave.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "connections.h"
+#include "fetch.h"
+#include "log.h"
+#include "saml.h"
+#include "users.h"
+#include "util.h"
+
+#define METADATA_MAX (1024 * 1024)
+
+static int saml_metadata(json_t *obj, const idb_connection *base, json_t *errors, char **xml_out, int64_t *valid_until,
+			 idb_err *err)
+{
+	*xml_out = NULL;
+	*valid_until = 0;
+	json_t *s = json_object_get(obj, "saml");
+	const char *xml = json_string_value(json_object_get(s, "idp_metadata_xml"));
+	const char *url = json_string_value(json_object_get(s, "idp_metadata_url"));
+	bool xml_changed = xml && *xml && (!base || !base->metadata_xml || strcmp(xml, base->metadata_xml) != 0);
+	const char *base_url = base ? idb_connection_str(base, "saml", "idp_metadata_url") : NULL;
+	bool url_changed = url && *url && (!base_url || strcmp(url, base_url) != 0);
+	if (!xml_changed && !url_changed)
+		return 0;
+	idb_fetch_result fr = {0};
+	const char *field = "saml.idp_metadata_xml";
+	if (url_changed && !xml_changed) {
+		field = "saml.idp_metadata_url";
+		int rc = idb_fetch_get(url, METADATA_MAX, 10000, &fr, err);
+		if (rc == 0 && (fr.status < 200 || fr.status > 299))
+			rc = idb_err_set(err, IDB_EUNAVAIL, NULL, "%s answered HTTP %ld", url, fr.status);
+		if (rc != 0) {
+			json_array_append_new(errors, json_pack("{ss ss}", "field", field, "message", err->msg));
+			idb_fetch_result_clear(&fr);
+			return idb_err_set(err, IDB_EINVAL, field, "cannot fetch the IdP metadata");
+		}
+		xml = fr.body;
+	}
+	int64_t cache_s = 0;
+	idb_err merr;
+	idb_err_clear(&merr);
+	if (idb_saml_check_metadata(NULL, xml, valid_until, &cache_s, NULL, &merr) != 0) {
+		json_array_append_new(errors, json_pack("{ss ss}", "field", field, "message", merr.msg));
+		idb_fetch_result_clear(&fr);
+		return idb_err_set(err, IDB_EINVAL, field, "%s", merr.msg);
+	}
+	*xml_out = strdup(xml);
+	idb_fetch_result_clear(&fr);
+	return *xml_out ? 0 : idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
+}
+
+int idb_connsave(idb_db *db, const idb_config *cfg, const char *org_id, const char *existing_id, const json_t *in,
+		 const idb_actor *actor, json_t *errors, char out_id[37], idb_err *err)
+{
+	(void)cfg;
+	idb_connection base = {0};
+	bool have_base = false;
+	int rc = 0;
+	if (existing_id) {
+		if ((rc = idb_connection_get(db, org_id, existing_id, &base, err)) != 0)
+			return rc;
+		have_base = true;
+	}
+	json_t *obj = NULL;
+	char *xml = NULL, *before = NULL, *after = NULL;
+	int64_t valid_until = 0;
+	rc = idb_connection_validate(in, have_base ? &base : NULL, errors, &obj, err);
+	if (rc == 0 && !strcmp(json_string_value(json_object_get(obj, "protocol")), "saml"))
+		rc = saml_metadata(obj, have_base ? &base : NULL, errors, &xml, &valid_until, err);
+	if (rc != 0)
+		goto done;
+	if (have_base) {
+		json_t *b = idb_connection_to_json(&base);
+		json_object_del(json_object_get(b, "saml"), "idp_metadata_xml");
+		before = json_dumps(b, JSON_COMPACT);
+		json_decref(b);
+	}
+	{
+		json_t *a = json_deep_copy(obj);
+		json_object_del(json_object_get(a, "saml"), "idp_metadata_xml");
+		json_object_del(json_object_get(a, "oidc"), "client_secret");
+		after = json_dumps(a, JSON_COMPACT);
+		json_decref(a);
+	}
+	if ((rc = idb_db_begin(db, err)) != 0)
+		goto done;
+	if (have_base) {
+		idb_strlcpy(out_id, base.id, 37);
+		rc = idb_connection_update(db, org_id, base.id, obj, xml, valid_until, err);
+	} else {
+		rc = idb_connection_insert(db, org_id, obj, xml, valid_until, out_id, err);
+	}
+	if (rc == 0) {
+		idb_audit_entry ae = {.org_id = org_id,
+				      .actor_id = actor->user_id,
+				      .actor_email = actor->email,
+				      .action = have_base ? "connection.update" : "connection.create",
+				      .target_type = "connection",
+				      .target_id = out_id,
+				      .before_json = before,
+				      .after_json = after,
+				      .ip = actor->ip,
+				      .request_id = actor->request_id};
+		rc = idb_audit_record(db, &ae, err);
+	}
+	if (rc == 0)
+		rc = idb_db_commit(db, err);
+	else
+		idb_db_rollback(db);
+	if (rc == IDB_EEXISTS && err->field[0])
+		json_array_append_new(errors, json_pack("{ss ss}", "field", err->field, "message", err->msg));
+done:
+	json_decref(obj);
+	free(xml);
+	free(before);
+	free(after);
+	idb_connection_clear(&base);
+	return rc;
+}
+
+static void set_time(json_t *o, const char *key, int64_t t)
+{
+	if (!t) {
+		json_object_set_new(o, key, json_null());
+		return;
+	}
+	char buf[32];
+	time_t tt = (time_t)t;
+	struct tm tm;
+	gmtime_r(&tt, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	json_object_set_new(o, key, json_string(buf));
+}
+
+json_t *idb_connsave_view(const idb_config *cfg, const void *conn)
+{
+	const idb_connection *c = conn;
+	json_t *o = idb_connection_to_json(c);
+	if (!o)
+		return NULL;
+	if (!strcmp(c->protocol, "saml")) {
+		json_object_set_new(o, "sp", idb_saml_sp_info(cfg, c->slug));
+		json_t *m = json_object();
+		set_time(m, "fetched_at", c->metadata_fetched_at);
+		set_time(m, "valid_until", c->metadata_valid_until);
+		json_object_set_new(m, "error", c->metadata_error ? json_string(c->metadata_error) : json_null());
+		json_object_set_new(o, "metadata", m);
+	}
+	return o;
+}

@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: AGPL-3.0-or-later */
+#include "saml_xml.h"
+
+#include <string.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#define NS_SAML "urn:oasis:names:tc:SAML:2.0:assertion"
+#define NS_SAMLP "urn:oasis:names:tc:SAML:2.0:protocol"
+#define NS_DS "http://www.w3.org/2000/09/xmldsig#"
+#define NS_XENC "http://www.w3.org/2001/04/xmlenc#"
+#define MAX_ELEMENTS 50000
+#define MAX_DEPTH 48
+
+typedef struct scan_state {
+	bool allow_sha1;
+	int elements;
+	int assertions;      /* Assertion + EncryptedAssertion anywhere */
+	int direct;          /* of which directly under the Response */
+	bool encrypted;
+	bool response_signed, assertion_signed;
+	char attr_names[64][256];
+	int nattr_names;
+	idb_err *err;
+	int rc;
+} scan_state;
+
+static bool is(const xmlNode *n, const char *ns, const char *name)
+{
+	return n->type == XML_ELEMENT_NODE && n->ns && n->ns->href && strcmp((const char *)n->ns->href, ns) == 0 &&
+	       strcmp((const char *)n->name, name) == 0;
+}
+
+static int refuse(scan_state *st, const char *slug, const char *msg)
+{
+	if (st->rc == 0)
+		st->rc = idb_err_set(st->err, IDB_EINVAL, slug, "%s", msg);
+	return st->rc;
+}
+
+/* Values that decide identity must be exactly one text node: no comment
+ * (user@evil.com<!---->.example.com), no CDATA, no child element. */
+static void check_pure_text(scan_state *st, const xmlNode *n)
+{
+	int texts = 0;
+	for (const xmlNode *c = n->children; c; c = c->next) {
+		if (c->type == XML_TEXT_NODE)
+			texts++;
+		else
+			refuse(st, "saml-value-markup",
+			       "a NameID, Issuer, Audience or attribute value contains a comment, CDATA section or markup");
+	}
+	if (texts > 1)
+		refuse(st, "saml-value-markup", "a value is split into several text nodes");
+}
+
+static bool weak_alg(const char *alg)
+{
+	return strstr(alg, "sha1") || strstr(alg, "md5") || strstr(alg, "SHA1");
+}
+
+static void check_alg(scan_state *st, const xmlNode *n)
+{
+	xmlChar *alg = xmlGetProp(n, (const xmlChar *)"Algorithm");
+	if (!alg) {
+		refuse(st, "saml-signature-invalid", "a signature names no algorithm");
+		return;
+	}
+	if (strstr((const char *)alg, "md5"))
+		refuse(st, "saml-weak-algorithm", "MD5 signatures are never accepted");
+	else if (weak_alg((const char *)alg) && !st->allow_sha1)
+		refuse(st, "saml-sha1", "the response is signed with SHA-1, which this connection does not allow");
+	xmlFree(alg);
+}
+
+static void walk(scan_state *st, const xmlNode *n, int depth, const xmlNode *response, const xmlNode *assertion)
+{
+	for (; n && st->rc == 0; n = n->next) {
+		if (n->type == XML_COMMENT_NODE || n->type == XML_PI_NODE || n->type == XML_TEXT_NODE)
+			continue;
+		if (n->type == XML_CDATA_SECTION_NODE) {
+			refuse(st, "saml-value-markup", "CDATA sections are not accepted in a SAML response");
+			return;
+		}
+		if (n->type == XML_ENTITY_REF_NODE || n->type == XML_ENTITY_NODE || n->type == XML_DTD_NODE) {
+			refuse(st, "xml-dtd", "entities and DTDs are not accepted");
+			return;
+		}
+		if (n->type != XML_ELEMENT_NODE)
+			continue;
+		if (++st->elements > MAX_ELEMENTS || depth > MAX_DEPTH) {
+			refuse(st, "too-large", "the response is too large or too deeply nested");
+			return;
+		}
+		const xmlNode *in_assertion = assertion;
+		if (is(n, NS_SAML, "Assertion") || is(n, NS_SAML, "EncryptedAssertion")) {
+			st->assertions++;
+			if (n->parent == response)
+				st->direct++;
+			st->encrypted = is(n, NS_SAML, "EncryptedAssertion");
+			in_assertion = n;
+		} else if (is(n, NS_DS, "RetrievalMethod") || is(n, NS_XENC, "CipherReference")) {
+			refuse(st, "saml-external-reference", "references to outside resources are not accepted");
+			return;
+		} else if (is(n, NS_DS, "SignatureMethod") || is(n, NS_DS, "DigestMethod")) {
+			check_alg(st, n);
+		} else if (is(n, NS_DS, "Signature")) {
+			if (n->parent == response)
+				st->response_signed = true;
+			else if (assertion && n->parent == assertion)
+				st->assertion_signed = true;
+		} else if (is(n, NS_SAML, "NameID") || is(n, NS_SAML, "Issuer") || is(n, NS_SAML, "Audience") ||
+			   is(n, NS_SAML, "AttributeValue")) {
+			check_pure_text(st, n);
+		} else if (is(n, NS_SAML, "Attribute") && assertion) {
+			xmlChar *name = xmlGetProp(n, (const xmlChar *)"Name");
+			if (!name) {
+				refuse(st, "saml-attribute-invalid", "an attribute has no Name");
+				return;
+			}
+			for (int i = 0; i < st->nattr_names; i++)
+				if (strcmp(st->attr_names[i], (const char *)name) == 0)
+					refuse(st, "saml-attribute-ambiguous",
+					       "an attribute name appears more than once (for example under two NameFormats)");
+			if (st->nattr_names < 64 && strlen((const char *)name) < 256)
+				memcpy(st->attr_names[st->nattr_names++], name, strlen((const char *)name) + 1);
+			xmlFree(name);
+		}
+		walk(st, n->children, depth + 1, response, in_assertion);
+	}
+}
+
+int idb_saml_xml_scan(const char *xml, size_t len, bool allow_sha1, idb_saml_scan *out, idb_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (len == 0 || len > 4 * 1024 * 1024)
+		return idb_err_set(err, IDB_EINVAL, "too-large", "the SAML response is empty or too large");
+	/* No NOENT (no entity substitution), no DTD loading, no network. */
+	xmlDoc *doc = xmlReadMemory(xml, (int)len, "saml-response.xml", NULL,
+				    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	if (!doc)
+		return idb_err_set(err, IDB_EINVAL, "xml-malformed", "the SAML response is not well-formed XML");
+	scan_state st = {.allow_sha1 = allow_sha1, .err = err};
+	const xmlNode *root = xmlDocGetRootElement(doc);
+	if (doc->intSubset || doc->extSubset) {
+		refuse(&st, "xml-dtd", "DOCTYPE declarations are not accepted in SAML messages");
+	} else if (!root || !is(root, NS_SAMLP, "Response")) {
+		refuse(&st, "saml-not-a-response", "the message is not a SAML 2.0 Response");
+	} else {
+		walk(&st, root, 0, root, NULL);
+		if (st.rc == 0 && (st.assertions != 1 || st.direct != 1))
+			refuse(&st, "saml-assertion-count",
+			       "the response must carry exactly one assertion, directly under the Response");
+	}
+	xmlFreeDoc(doc);
+	if (st.rc == 0) {
+		out->encrypted = st.encrypted;
+		out->response_signed = st.response_signed;
+		out->assertion_signed = st.assertion_signed;
+	}
+	return st.rc;
+}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: AGPL-3.0-or-later */
+/* A structural check of a decoded SAML Response before lasso sees it. It
+ * refuses what a Web SSO response never needs and what signature-wrapping,
+ * entity-expansion and fetch-forcing attacks rely on: DTDs, more than one
+ * assertion or an assertion anywhere but directly under the Response,
+ * RetrievalMethod / CipherReference, comments, CDATA or markup inside values
+ * that decide identity (NameID, AttributeValue, Issuer, Audience), one
+ * attribute name given twice, weak signature or digest algorithms. Pure:
+ * parses the buffer with libxml2 (no network, no entities), keeps nothing. */
+#ifndef IDB_SAML_XML_H
+#define IDB_SAML_XML_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+
+typedef struct idb_saml_scan {
+	bool encrypted;          /* the one assertion is an EncryptedAssertion */
+	bool response_signed;    /* a ds:Signature directly under the Response */
+	bool assertion_signed;   /* a ds:Signature directly under the Assertion */
+} idb_saml_scan;
+
+/* Checks xml (len bytes). On refusal returns IDB_EINVAL with err->field set to
+ * a short problem slug ("xml-dtd", "saml-assertion-count", "saml-sha1", …)
+ * and err->msg saying why. allow_sha1 permits rsa-sha1 / sha1. */
+int idb_saml_xml_scan(const char *xml, size_t len, bool allow_sha1, idb_saml_scan *out, idb_err *err);
+
+#endif
