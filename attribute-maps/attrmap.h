@@ -60,6 +60,7 @@ typedef struct idb_profile {
 	size_t ngroups;
 	int role;           /* idb_role (0..3): a matching rule's (capped) or the default */
 	bool role_from_rule; /* a role rule matched (so the role is re-applied on each login) */
+	bool groups_overage; /* the IdP said the groups did not fit (Entra): leave IdP memberships alone */
 } idb_profile;
 
 /* Maps id under m into out. IDB_EINVAL when the e-mail is missing, not
