@@ -14,6 +14,7 @@
 #include "http.h"
 #include "keyfile.h"
 #include "log.h"
+#include "maintenance.h"
 #include "saml.h"
 #include "store.h"
 #include "util.h"
@@ -74,6 +75,7 @@ int main(int argc, char **argv)
 	idb_config *cfg = NULL;
 	idb_app app = {0};
 	idb_http *http = NULL;
+	idb_maintenance *maint = NULL;
 	unsigned char secret[IDB_SECRET_KEY_BYTES];
 
 	if (idb_config_load(&cfg, config_path, &err) != 0) {
@@ -112,6 +114,10 @@ int main(int argc, char **argv)
 		idb_log_error("%s: %s", err.field, err.msg);
 		goto out;
 	}
+	if (idb_maintenance_start(&maint, &app, &err) != 0) {
+		idb_log_error("%s", err.msg);
+		goto out;
+	}
 	idb_log_info("idbridge %s listening on %s (public URL %s, %lld threads, pool %lld)", IDB_VERSION, cfg->listen,
 		     cfg->public_url, cfg->threads, cfg->db_pool_size);
 
@@ -120,9 +126,12 @@ int main(int argc, char **argv)
 	idb_log_info("received %s; draining in-flight requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	idb_http_stop(http, 10000);
 	http = NULL;
+	idb_maintenance_stop(maint);
+	maint = NULL;
 	exit_code = 0;
 out:
 	idb_http_stop(http, 0);
+	idb_maintenance_stop(maint);
 	idb_cache_thread_cleanup();
 	idb_cache_free(app.cache);
 	idb_store_free(app.store);

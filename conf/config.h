@@ -60,6 +60,7 @@ typedef struct idb_config {
 	char *saml_sp_key_file;
 	char *saml_sp_cert_file;
 	long long saml_clock_skew_s;
+	long long saml_metadata_refresh_s;
 
 	/* Derived at load time (not keys). */
 	char listen_host[64];

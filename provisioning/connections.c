@@ -582,22 +582,49 @@ int idb_connection_delete(idb_db *db, const char *org_id, const char *id, idb_er
 }
 
 int idb_connection_set_metadata(idb_db *db, const char *id, const char *xml, int64_t valid_until,
-				const char *error, idb_err *err)
+				int64_t cache_s, const char *error, idb_err *err)
 {
 	static const char ok_sql[] =
 		"UPDATE idp_connections SET metadata_xml = $2, metadata_fetched_at = now(), metadata_error = NULL,"
 		" metadata_valid_until = CASE WHEN $3::bigint = 0 THEN NULL ELSE to_timestamp($3::bigint) END,"
+		" metadata_cache_s = CASE WHEN $4::bigint = 0 THEN NULL ELSE least($4::bigint, 2147483647)::int END,"
 		" updated_at = CASE WHEN metadata_xml IS DISTINCT FROM $2 THEN clock_timestamp() ELSE updated_at END"
 		" WHERE id = $1::uuid";
-	static const char fail_sql[] = "UPDATE idp_connections SET metadata_error = $2 WHERE id = $1::uuid";
-	char vu[24];
+	/* A failed refresh keeps the last good metadata and says why. */
+	static const char fail_sql[] =
+		"UPDATE idp_connections SET metadata_error = $2, metadata_fetched_at = now() WHERE id = $1::uuid";
+	char vu[24], cs[24];
 	snprintf(vu, sizeof(vu), "%lld", (long long)valid_until);
+	snprintf(cs, sizeof(cs), "%lld", (long long)cache_s);
 	if (xml) {
-		const char *p[] = {id, xml, vu};
-		return idb_db_exec(db, ok_sql, 3, p, NULL, err);
+		const char *p[] = {id, xml, vu, cs};
+		return idb_db_exec(db, ok_sql, 4, p, NULL, err);
 	}
 	const char *p[] = {id, error ? error : "metadata refresh failed"};
 	return idb_db_exec(db, fail_sql, 2, p, NULL, err);
+}
+
+int idb_connection_metadata_due(idb_db *db, long long refresh_s, json_t **out, idb_err *err)
+{
+	static const char sql[] =
+		"SELECT id, settings->'saml'->>'idp_metadata_url' FROM idp_connections"
+		" WHERE protocol = 'saml' AND coalesce(settings->'saml'->>'idp_metadata_url', '') <> ''"
+		"   AND (metadata_fetched_at IS NULL"
+		"        OR metadata_fetched_at < now() - make_interval(secs => least($1::bigint, coalesce(metadata_cache_s, $1::bigint)))"
+		"        OR metadata_valid_until < now() + make_interval(secs => $1::bigint))"
+		"   AND (metadata_fetched_at IS NULL OR metadata_fetched_at < now() - interval '60 seconds')"
+		" ORDER BY metadata_fetched_at NULLS FIRST LIMIT 50";
+	char r[24];
+	snprintf(r, sizeof(r), "%lld", refresh_s);
+	const char *p[] = {r};
+	PGresult *res = idb_db_query(db, sql, 1, p, err);
+	if (!res)
+		return err ? err->code : IDB_EINTERNAL;
+	*out = json_array();
+	for (int i = 0; i < PQntuples(res); i++)
+		json_array_append_new(*out, json_pack("{ss ss}", "id", idb_db_str(res, i, 0), "url", idb_db_str(res, i, 1)));
+	PQclear(res);
+	return 0;
 }
 
 int idb_connection_set_last_login(idb_db *db, const char *id, const char *attrs_json, idb_err *err)

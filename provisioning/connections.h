@@ -62,7 +62,12 @@ int idb_connection_update(idb_db *db, const char *org_id, const char *id, const 
 int idb_connection_delete(idb_db *db, const char *org_id, const char *id, idb_err *err);
 /* Records a metadata refresh result (xml NULL: failure with error text). */
 int idb_connection_set_metadata(idb_db *db, const char *id, const char *xml, int64_t valid_until,
-				const char *error, idb_err *err);
+				int64_t cache_s, const char *error, idb_err *err);
+/* SAML connections whose metadata comes from a URL and is due for a refresh
+ * (fetched more than refresh_s ago — or cacheDuration when shorter — or
+ * within refresh_s of validUntil), as a JSON array of {id, url}. */
+int idb_connection_metadata_due(idb_db *db, long long refresh_s, json_t **out, idb_err *err);
+
 /* Stores what the IdP sent in the most recent login (JSON text). */
 int idb_connection_set_last_login(idb_db *db, const char *id, const char *attrs_json, idb_err *err);
 
