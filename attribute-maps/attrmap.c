@@ -66,6 +66,7 @@ static int role_index(const char *s)
 typedef struct rx {
 	pcre2_code *code;
 	uint32_t ncap;
+	bool jit; /* JIT-compiled: matched with pcre2_jit_match (no per-call checks) */
 } rx;
 
 /* A candidate attribute name, exact or "re:" (matched against names). */
@@ -121,11 +122,18 @@ typedef struct rolerule {
 	int role;
 } rolerule;
 
-/* Exact rule keys sorted by (key, rule index) for binary search. */
+/* Exact rule keys sorted by (key, rule index); a hash table points at the
+ * first entry of each key's run. */
 typedef struct keyidx {
 	const char *key;
 	uint32_t idx;
 } keyidx;
+
+typedef struct hidx {
+	uint64_t *hash;
+	uint32_t *pos1; /* position + 1 in the keyidx array; 0 = empty slot */
+	size_t cap;
+} hidx;
 
 struct idb_attrmap {
 	candlist email_c, name_c, group_c;
@@ -140,14 +148,18 @@ struct idb_attrmap {
 	bool mapping_only;
 	keyidx *map_exact;
 	size_t nmap_exact;
+	hidx map_h;
 	uint32_t *map_re;
 	size_t nmap_re;
+	rx map_pf; /* all regex mapping rules as one alternation, or no code */
 	rolerule *roles;
 	size_t nroles;
 	keyidx *role_exact;
 	size_t nrole_exact;
+	hidx role_h;
 	uint32_t *role_re;
 	size_t nrole_re;
+	rx role_pf;
 	char **overage;
 	size_t noverage;
 	int default_role, max_role;
@@ -156,6 +168,8 @@ struct idb_attrmap {
 };
 
 /* ------------------------------------------------------------- helpers */
+
+static uint64_t hash_str(const char *s);
 
 static bool utf8_valid(const unsigned char *s, size_t n)
 {
@@ -248,7 +262,7 @@ static int rx_compile(idb_attrmap *m, rx *x, const char *pattern, const char *fi
 				   (const char *)buf);
 	}
 	/* JIT is an optimisation only; the interpreter is used when it fails. */
-	(void)pcre2_jit_compile(x->code, PCRE2_JIT_COMPLETE);
+	x->jit = pcre2_jit_compile(x->code, PCRE2_JIT_COMPLETE) == 0;
 	if (pcre2_pattern_info(x->code, PCRE2_INFO_CAPTURECOUNT, &x->ncap) != 0)
 		x->ncap = 0;
 	if (x->ncap > m->max_ncap)
@@ -319,6 +333,12 @@ void idb_attrmap_free(idb_attrmap *m)
 	free(m->roles);
 	free(m->role_exact);
 	free(m->role_re);
+	rx_free(&m->map_pf);
+	free(m->map_h.hash);
+	free(m->map_h.pos1);
+	free(m->role_h.hash);
+	free(m->role_h.pos1);
+	rx_free(&m->role_pf);
 	for (size_t i = 0; i < m->noverage; i++)
 		free(m->overage[i]);
 	free(m->overage);
@@ -693,6 +713,104 @@ static int index_rules(const pat *(*get)(const idb_attrmap *, size_t), const idb
 	return 0;
 }
 
+/* A pattern may join a combined alternation "(?:p1)|(?:p2)|..." only when
+ * that cannot change whether it matches: nothing that counts groups (back
+ * references, subroutine calls, conditions), no verbs that cut backtracking
+ * across alternatives, no \Q quoting or # comments that could swallow the
+ * glue. Conservative on purpose: anything doubtful just gets no prefilter. */
+static bool combinable(const char *p)
+{
+	static const char *const bad[] = {"#", "\\Q", "(*", "(?(", "\\g", "\\k", "(?P", "(?&", "(?R", "(?|", "(?+", "(?-"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (strstr(p, bad[i]))
+			return false;
+	for (const char *q = p; *q; q++) {
+		if (q[0] == '\\' && q[1] >= '0' && q[1] <= '9')
+			return false;
+		if (q[0] == '(' && q[1] == '?' && q[2] >= '0' && q[2] <= '9')
+			return false;
+		if (q[0] == '\\' && q[1])
+			q++;
+	}
+	return true;
+}
+
+/* A prefilter for n >= 2 regex rules: when the alternation does not match a
+ * value, none of the rules can, and n calls become one. */
+static void build_prefilter(rx *out, const pat *(*get)(const idb_attrmap *, size_t), const idb_attrmap *m,
+			    const uint32_t *idx, size_t n)
+{
+	if (n < 2)
+		return;
+	size_t len = 1;
+	for (size_t i = 0; i < n; i++) {
+		const char *p = get(m, idx[i])->text + 3;
+		if (!combinable(p))
+			return;
+		len += strlen(p) + 6;
+	}
+	char *buf = malloc(len);
+	if (!buf)
+		return; /* no prefilter: slower, same result */
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *p = get(m, idx[i])->text + 3;
+		size_t pl = strlen(p);
+		memcpy(buf + o, i ? "|(?:" : "(?:", i ? 4 : 3);
+		o += i ? 4 : 3;
+		memcpy(buf + o, p, pl);
+		o += pl;
+		buf[o++] = ')';
+	}
+	buf[o] = '\0';
+	int ec;
+	PCRE2_SIZE off;
+	out->code = pcre2_compile((PCRE2_SPTR)buf, o, PCRE2_UTF | PCRE2_NEVER_BACKSLASH_C | PCRE2_NO_AUTO_CAPTURE, &ec,
+				  &off, NULL);
+	free(buf);
+	if (out->code)
+		out->jit = pcre2_jit_compile(out->code, PCRE2_JIT_COMPLETE) == 0;
+}
+
+static int build_hidx(hidx *t, const keyidx *a, size_t n, idb_err *err)
+{
+	if (n == 0)
+		return 0;
+	size_t cap = 16;
+	while (cap < 2 * n)
+		cap *= 2;
+	t->hash = calloc(cap, sizeof(uint64_t));
+	t->pos1 = calloc(cap, sizeof(uint32_t));
+	if (!t->hash || !t->pos1)
+		return OOM(err);
+	t->cap = cap;
+	for (size_t i = 0; i < n; i++) {
+		if (i && strcmp(a[i - 1].key, a[i].key) == 0)
+			continue; /* only the first of a run */
+		uint64_t h = hash_str(a[i].key);
+		size_t s = (size_t)h & (cap - 1);
+		while (t->pos1[s])
+			s = (s + 1) & (cap - 1);
+		t->hash[s] = h;
+		t->pos1[s] = (uint32_t)i + 1;
+	}
+	return 0;
+}
+
+/* Position of the first keyidx entry for k, or n when absent. */
+static size_t hidx_find(const hidx *t, const keyidx *a, size_t n, const char *k, uint64_t h)
+{
+	if (!t->cap)
+		return n;
+	size_t s = (size_t)h & (t->cap - 1);
+	while (t->pos1[s]) {
+		if (t->hash[s] == h && strcmp(a[t->pos1[s] - 1].key, k) == 0)
+			return t->pos1[s] - 1;
+		s = (s + 1) & (t->cap - 1);
+	}
+	return n;
+}
+
 static const pat *map_pat(const idb_attrmap *m, size_t i)
 {
 	return &m->maps[i].p;
@@ -748,7 +866,12 @@ static int parse_mapping(idb_attrmap *m, json_t *o, idb_err *err)
 		if (!(r->group = strdup(gs)))
 			return OOM(err);
 	}
-	return index_rules(map_pat, m, m->nmaps, &m->map_exact, &m->nmap_exact, &m->map_re, &m->nmap_re, err);
+	int rc = index_rules(map_pat, m, m->nmaps, &m->map_exact, &m->nmap_exact, &m->map_re, &m->nmap_re, err);
+	if (rc == 0)
+		rc = build_hidx(&m->map_h, m->map_exact, m->nmap_exact, err);
+	if (rc == 0)
+		build_prefilter(&m->map_pf, map_pat, m, m->map_re, m->nmap_re);
+	return rc;
 }
 
 static int parse_roles(idb_attrmap *m, json_t *o, idb_err *err)
@@ -786,7 +909,12 @@ static int parse_roles(idb_attrmap *m, json_t *o, idb_err *err)
 		if (r->role < 0)
 			return idb_err_set(err, IDB_EINVAL, f, "must be one of " ROLE_LIST);
 	}
-	return index_rules(role_pat, m, m->nroles, &m->role_exact, &m->nrole_exact, &m->role_re, &m->nrole_re, err);
+	int rc = index_rules(role_pat, m, m->nroles, &m->role_exact, &m->nrole_exact, &m->role_re, &m->nrole_re, err);
+	if (rc == 0)
+		rc = build_hidx(&m->role_h, m->role_exact, m->nrole_exact, err);
+	if (rc == 0)
+		build_prefilter(&m->role_pf, role_pat, m, m->role_re, m->nrole_re);
+	return rc;
 }
 
 static int parse_overage(idb_attrmap *m, json_t *o, idb_err *err)
@@ -1001,6 +1129,7 @@ static int sv_push(strvec *s, char *p)
 /* Open-addressing set of borrowed strings, for deduplication. */
 typedef struct strset {
 	const char **slot;
+	uint64_t *hash;
 	size_t cap, n;
 } strset;
 
@@ -1012,52 +1141,63 @@ static uint64_t hash_str(const char *s)
 	return h;
 }
 
+static void set_free(strset *s)
+{
+	free(s->slot);
+	free(s->hash);
+}
+
 static int set_grow(strset *s)
 {
 	size_t nc = s->cap ? s->cap * 2 : 64;
 	const char **ns = calloc(nc, sizeof(char *));
-	if (!ns)
+	uint64_t *nh = malloc(nc * sizeof(uint64_t));
+	if (!ns || !nh) {
+		free(ns);
+		free(nh);
 		return -1;
+	}
 	for (size_t i = 0; i < s->cap; i++) {
 		if (!s->slot[i])
 			continue;
-		size_t h = (size_t)hash_str(s->slot[i]) & (nc - 1);
+		size_t h = (size_t)s->hash[i] & (nc - 1);
 		while (ns[h])
 			h = (h + 1) & (nc - 1);
 		ns[h] = s->slot[i];
+		nh[h] = s->hash[i];
 	}
-	free(s->slot);
+	set_free(s);
 	s->slot = ns;
+	s->hash = nh;
 	s->cap = nc;
 	return 0;
 }
 
-static bool set_has(const strset *s, const char *k)
+static bool set_has(const strset *s, const char *k, uint64_t hk)
 {
 	if (!s->cap)
 		return false;
-	size_t h = (size_t)hash_str(k) & (s->cap - 1);
+	size_t h = (size_t)hk & (s->cap - 1);
 	while (s->slot[h]) {
-		if (strcmp(s->slot[h], k) == 0)
+		if (s->hash[h] == hk && strcmp(s->slot[h], k) == 0)
 			return true;
 		h = (h + 1) & (s->cap - 1);
 	}
 	return false;
 }
 
-/* 1 inserted, 0 already present, -1 out of memory. */
-static int set_add(strset *s, const char *k)
+/* Inserts k (absent, checked by the caller); -1 when out of memory. */
+static int set_insert(strset *s, const char *k, uint64_t hk)
 {
-	if (set_has(s, k))
-		return 0;
 	if ((s->n + 1) * 2 > s->cap && set_grow(s) != 0)
 		return -1;
-	size_t h = (size_t)hash_str(k) & (s->cap - 1);
+	size_t h = (size_t)hk & (s->cap - 1);
 	while (s->slot[h])
 		h = (h + 1) & (s->cap - 1);
 	s->slot[h] = k;
+	s->hash[h] = hk;
 	s->n++;
-	return 1;
+	return 0;
 }
 
 typedef struct run {
@@ -1119,12 +1259,25 @@ static int rx_error(run *r, int rc, size_t len, const char *field)
 /* 1 match, 0 no match, negative: error recorded (never "no match" on a limit). */
 static int rx_exec(run *r, const rx *x, const char *s, size_t len, const char *field)
 {
-	int rc = pcre2_match(x->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, r->md, r->m->mctx);
+	/* Values were checked as UTF-8 when they entered the pipeline. */
+	int rc = x->jit ? pcre2_jit_match(x->code, (PCRE2_SPTR)s, len, 0, 0, r->md, r->m->mctx)
+			: pcre2_match(x->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, r->md, r->m->mctx);
 	if (rc >= 0)
 		return 1;
 	if (rc == PCRE2_ERROR_NOMATCH)
 		return 0;
 	return rx_error(r, rc, len, field);
+}
+
+/* Prefilter: false only when no rule behind pf can match s. Any error (a
+ * limit) answers "maybe", so the rules themselves decide and report. */
+static bool pf_maybe(run *r, const rx *pf, const char *s, size_t len)
+{
+	if (!pf->code)
+		return true;
+	int rc = pf->jit ? pcre2_jit_match(pf->code, (PCRE2_SPTR)s, len, 0, 0, r->md, r->m->mctx)
+			 : pcre2_match(pf->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, r->md, r->m->mctx);
+	return rc != PCRE2_ERROR_NOMATCH;
 }
 
 static int pat_match(run *r, const pat *p, const char *s)
@@ -1199,10 +1352,11 @@ static int find_attr(run *r, const candlist *c, long *idx, size_t *which)
 /* "CN=Support Team,OU=Groups,DC=acme,DC=com" -> "Support Team" (RFC 4514
  * escapes: "\," and "\2C"; a quoted value as in RFC 1779). A value whose
  * first RDN is not CN is returned unchanged. NULL when out of memory. */
-static char *dn_to_cn(const char *s, bool *bad)
+static char *dn_to_cn(const char *s, bool *bad, bool *hexed)
 {
 	const char *p = s;
 	*bad = false;
+	*hexed = false;
 	while (*p == ' ')
 		p++;
 	if (strncasecmp(p, "cn", 2) != 0)
@@ -1236,6 +1390,7 @@ static char *dn_to_cn(const char *s, bool *bad)
 					unsigned char b = (unsigned char)(((h1 - hex) << 4) | (h2 - hex));
 					if (!b)
 						*bad = true;
+					*hexed = true;
 					o[n++] = (char)b;
 					p += 3;
 				} else if (p[1]) {
@@ -1306,10 +1461,10 @@ static int apply_tf(run *r, const tf *t, const char *v, strvec *out)
 			idb_str_lower(res);
 		break;
 	case TF_DN_TO_CN: {
-		bool bad;
-		if (!(res = dn_to_cn(v, &bad)))
+		bool bad, hexed;
+		if (!(res = dn_to_cn(v, &bad, &hexed)))
 			return r_oom(r);
-		if (bad || !utf8_valid((const unsigned char *)res, strlen(res))) {
+		if (bad || (hexed && !utf8_valid((const unsigned char *)res, strlen(res)))) {
 			free(res);
 			return idb_err_set(r->err, IDB_EINVAL, t->field,
 					   "a DN's escaped bytes do not form valid UTF-8 text (value of %zu bytes)", len);
@@ -1368,15 +1523,17 @@ static int apply_tf(run *r, const tf *t, const char *v, strvec *out)
 	return sv_push(out, res) == 0 ? 0 : r_oom(r);
 }
 
-static int run_tfs(run *r, const tflist *tl, strvec *vals, json_t *tr)
+/* Runs the transforms over in[0..nin) (borrowed); the results, owned, go to
+ * *vals (left untouched when there are no transforms). */
+static int run_tfs_in(run *r, const tflist *tl, const char *const *in, size_t nin, strvec *vals, json_t *tr)
 {
 	json_t *steps = tr ? json_array() : NULL;
 	if (tr)
 		json_object_set_new(tr, "steps", steps);
 	for (size_t i = 0; i < tl->n; i++) {
 		strvec out = {0};
-		for (size_t k = 0; k < vals->n; k++) {
-			int rc = apply_tf(r, &tl->v[i], vals->v[k], &out);
+		for (size_t k = 0; k < nin; k++) {
+			int rc = apply_tf(r, &tl->v[i], in[k], &out);
 			if (rc) {
 				sv_free(&out);
 				return rc;
@@ -1384,11 +1541,35 @@ static int run_tfs(run *r, const tflist *tl, strvec *vals, json_t *tr)
 		}
 		sv_free(vals);
 		*vals = out;
+		in = (const char *const *)vals->v;
+		nin = vals->n;
 		if (steps)
 			json_array_append_new(steps, json_pack("{s:s, s:s, s:o*}", "step", tl->v[i].field, "transform",
 							       tf_names[tl->v[i].k], "values", jvec(vals)));
 	}
 	return 0;
+}
+
+static int run_tfs(run *r, const tflist *tl, strvec *vals, json_t *tr)
+{
+	strvec out = *vals;
+	vals->v = NULL;
+	vals->n = vals->cap = 0;
+	strvec in = out;
+	int rc = run_tfs_in(r, tl, (const char *const *)in.v, in.n, vals, tr);
+	if (tl->n == 0)
+		*vals = in; /* nothing ran: keep the input */
+	else
+		sv_free(&in);
+	return rc;
+}
+
+static json_t *jarr(const char *const *v, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, jstr(v[i]));
+	return a;
 }
 
 static int bad_utf8(run *r, const char *field, const char *attr)
@@ -1583,29 +1764,18 @@ static void detect_overage(run *r, idb_profile *out)
 				    json_pack("{s:b, s:o}", "detected", which != NULL, "attribute", jstr(which)));
 }
 
-static size_t lower_bound(const keyidx *a, size_t n, const char *k)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (strcmp(a[mid].key, k) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 /* Lowers *best to the first role rule (by index) matching s. */
-static int role_check(run *r, const char *s, size_t *best, const char **best_val)
+static int role_check(run *r, const char *s, uint64_t hs, size_t *best, const char **best_val)
 {
 	const idb_attrmap *m = r->m;
-	size_t lb = lower_bound(m->role_exact, m->nrole_exact, s);
+	size_t lb = hidx_find(&m->role_h, m->role_exact, m->nrole_exact, s, hs);
 	if (lb < m->nrole_exact && strcmp(m->role_exact[lb].key, s) == 0 && m->role_exact[lb].idx < *best) {
 		*best = m->role_exact[lb].idx;
 		*best_val = s;
 	}
 	size_t len = strlen(s);
+	if (m->nrole_re && m->role_re[0] < *best && !pf_maybe(r, &m->role_pf, s, len))
+		return 0;
 	for (size_t j = 0; j < m->nrole_re && m->role_re[j] < *best; j++) {
 		const rolerule *rr = &m->roles[m->role_re[j]];
 		int rc = rx_exec(r, &rr->p.re, s, len, rr->p.field);
@@ -1639,7 +1809,8 @@ static int add_group(run *r, gstate *g, const char *name, json_t *rules, size_t 
 		set_field(rn, "group_mapping", rule, NULL);
 		json_array_append_new(rules, json_pack("{s:s, s:o}", "rule", rn, "group", jstr(t)));
 	}
-	if (!*t || set_has(&g->set, t)) {
+	uint64_t ht = hash_str(t);
+	if (!*t || set_has(&g->set, t, ht)) {
 		free(t);
 		return 0;
 	}
@@ -1661,20 +1832,22 @@ static int add_group(run *r, gstate *g, const char *name, json_t *rules, size_t 
 		g->cap = nc;
 	}
 	out->groups[out->ngroups++] = t;
-	if (set_add(&g->set, t) < 0)
+	if (set_insert(&g->set, t, ht) < 0)
 		return r_oom(r);
-	return role_check(r, t, &g->best, &g->best_val);
+	return role_check(r, t, ht, &g->best, &g->best_val);
 }
 
 /* Maps one kept group value; rules are applied in their configured order. */
-static int map_value(run *r, gstate *g, const char *v, json_t *mtrace)
+static int map_value(run *r, gstate *g, const char *v, uint64_t hv, json_t *mtrace)
 {
 	const idb_attrmap *m = r->m;
 	json_t *rules = mtrace ? json_array() : NULL;
-	size_t ei = lower_bound(m->map_exact, m->nmap_exact, v), ri = 0;
+	size_t ei = hidx_find(&m->map_h, m->map_exact, m->nmap_exact, v, hv), ri = 0;
 	bool any = false;
 	int rc = 0;
 	size_t len = strlen(v);
+	if (m->nmap_re && !pf_maybe(r, &m->map_pf, v, len))
+		ri = m->nmap_re;
 	for (;;) {
 		bool ex_ok = ei < m->nmap_exact && strcmp(m->map_exact[ei].key, v) == 0;
 		bool re_ok = ri < m->nmap_re;
@@ -1737,34 +1910,53 @@ static int map_groups(run *r, idb_profile *out)
 	gstate g = {.out = out, .best = m->nroles};
 	strset seen = {0};
 	json_t *filtered = tr ? json_array() : NULL, *mtrace = tr ? json_array() : NULL;
+	const char *const *in = NULL;
+	size_t nin = 0;
 	if (ai >= 0) {
 		const idb_attr *a = &r->id->attrs[ai];
 		mark_used(r, (size_t)ai);
-		for (size_t i = 0; i < a->nvalues && rc == 0; i++) {
-			if (!utf8_valid((const unsigned char *)a->values[i], strlen(a->values[i])))
+		in = (const char *const *)a->values;
+		nin = a->nvalues;
+		for (size_t i = 0; i < nin && rc == 0; i++)
+			if (!utf8_valid((const unsigned char *)in[i], strlen(in[i])))
 				rc = bad_utf8(r, "groups", a->name);
-			else if (sv_push(&vals, strdup(a->values[i])) != 0)
-				rc = r_oom(r);
-		}
 		if (tr) {
 			json_object_set_new(tr, "source", jstr(a->name));
-			json_object_set_new(tr, "input", jvec(&vals));
+			json_object_set_new(tr, "input", jarr(in, nin));
 		}
 	} else if (tr) {
 		json_object_set_new(tr, "source", json_null());
 	}
-	if (rc == 0 && vals.n)
-		rc = run_tfs(r, &m->group_t, &vals, tr);
-	/* Normalise: trim, drop empty values and duplicates. */
-	for (size_t i = 0; i < vals.n && rc == 0; i++) {
-		char *t = trimmed_dup(vals.v[i]);
-		if (!t) {
+	bool owned = false;
+	if (rc == 0 && nin && m->group_t.n) {
+		rc = run_tfs_in(r, &m->group_t, in, nin, &vals, tr);
+		in = (const char *const *)vals.v;
+		nin = vals.n;
+		owned = true;
+	}
+	/* Normalise: trim, drop empty values and duplicates (an owned value that
+	 * needs no trimming is moved, not copied). */
+	for (size_t i = 0; i < nin && rc == 0; i++) {
+		const char *v = in[i];
+		size_t b = 0, e = strlen(v);
+		while (b < e && is_space(v[b]))
+			b++;
+		while (e > b && is_space(v[e - 1]))
+			e--;
+		if (b == e)
+			continue;
+		char *t;
+		if (owned && b == 0 && v[e] == '\0') {
+			t = vals.v[i];
+			vals.v[i] = NULL;
+		} else if (!(t = strndup(v + b, e - b))) {
 			rc = r_oom(r);
 			break;
 		}
-		if (!*t || set_has(&seen, t))
+		uint64_t ht = hash_str(t);
+		if (set_has(&seen, t, ht))
 			free(t);
-		else if (sv_push(&kept, t) != 0 || set_add(&seen, t) < 0)
+		else if (sv_push(&kept, t) != 0 || set_insert(&seen, t, ht) < 0)
 			rc = r_oom(r); /* a pushed t is owned by kept */
 	}
 	if (tr)
@@ -1798,9 +1990,10 @@ static int map_groups(run *r, idb_profile *out)
 				json_array_append_new(filtered, json_pack("{s:o, s:s}", "value", jstr(v), "reason", reason));
 			continue;
 		}
-		if ((rc = role_check(r, v, &g.best, &g.best_val)))
+		uint64_t hv = hash_str(v);
+		if ((rc = role_check(r, v, hv, &g.best, &g.best_val)))
 			break;
-		rc = map_value(r, &g, v, mtrace);
+		rc = map_value(r, &g, v, hv, mtrace);
 	}
 	if (tr) {
 		json_object_set_new(tr, "filtered_out", filtered);
@@ -1834,8 +2027,8 @@ static int map_groups(run *r, idb_profile *out)
 		json_object_set_new(role, "role_from_rule", json_boolean(out->role_from_rule));
 		json_object_set_new(r->trace, "role", role);
 	}
-	free(seen.slot);
-	free(g.set.slot);
+	set_free(&seen);
+	set_free(&g.set);
 	sv_free(&kept);
 	sv_free(&vals);
 	return rc;
