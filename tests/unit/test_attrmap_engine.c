@@ -196,6 +196,20 @@ static const mcase cases[] = {
 	 "{\"group_exclude\": [\"re:^(a+)+$\"]}", NULL, NULL,
 	 {"email", "w@example.com", "memberOf", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", NULL}, IDB_EINVAL,
 	 "group_exclude[0]"},
+	{"several regex rules (combined prefilter) with inline options",
+	 "{\"group_mapping\": [{\"idp\": \"re:(?i)^admins$\", \"group\": \"admins\"},"
+	 " {\"idp\": \"re:^team-(\\\\w+)$\", \"group\": \"t-$1\"}, {\"idp\": \"re:(?x) ^ ops $\", \"group\": \"operations\"}],"
+	 " \"role_rules\": [{\"group\": \"re:^t-b\", \"role\": \"configure\"}, {\"group\": \"re:(?i)^ADMINS$\", \"role\": \"admin\"}]}",
+	 NULL, NULL,
+	 {"email", "y@example.com", "memberOf", "ADMINS", "memberOf", "team-blue", "memberOf", "ops", "memberOf", "other",
+	  NULL},
+	 0, NULL, "y@example.com", "", "admins|t-blue|operations|other", 2, true},
+	{"regex rules that cannot be combined (back reference, # comment) still match",
+	 "{\"group_mapping\": [{\"idp\": \"re:^(x)\\\\1$\", \"group\": \"double\"},"
+	 " {\"idp\": \"re:(?x)^y # a comment\", \"group\": \"why\"}],"
+	 " \"role_rules\": [{\"group\": \"re:^(d)oubl\\\\1?e$\", \"role\": \"train\"}, {\"group\": \"re:(*COMMIT)zz\", \"role\": \"admin\"}]}",
+	 NULL, NULL, {"email", "z@example.com", "memberOf", "xx", "memberOf", "y", NULL}, 0, NULL, "z@example.com", "",
+	 "double|why", 1, true},
 	{"a DN with a NUL escape is refused", "{\"group_transforms\": [\"dn_to_cn\"]}", NULL, NULL,
 	 {"email", "x@example.com", "memberOf", "CN=a\\00b,DC=x", NULL}, IDB_EINVAL, "group_transforms[0]"},
 };
