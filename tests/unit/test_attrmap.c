@@ -370,7 +370,9 @@ static void test_attrmap_compile_refuses_bad_settings(void **state)
 	expect_compile_invalid("{\"email_attribute\": 5}", "email_attribute");
 	expect_compile_invalid("{\"email_attribute\": \"\"}", "email_attribute");
 	expect_compile_invalid("{\"name_attribute\": null}", "name_attribute");
-	expect_compile_invalid("{\"group_attribute\": [\"a\"]}", "group_attribute");
+	/* A list of source attributes is valid (first present wins); a list
+	 * holding a non-string is not. */
+	expect_compile_invalid("{\"group_attribute\": [5]}", "group_attribute[0]");
 	expect_compile_invalid("{\"default_role\": \"Admin\"}", "default_role");
 	expect_compile_invalid("{\"default_role\": 3}", "default_role");
 	expect_compile_invalid("{\"max_role\": \"root\"}", "max_role");
