@@ -28,6 +28,9 @@ int idb_api_connections_create(idb_req *req);
 int idb_api_connections_get(idb_req *req);
 int idb_api_connections_update(idb_req *req);
 int idb_api_connections_delete(idb_req *req);
+int idb_api_connections_test_mapping(idb_req *req);
+int idb_api_attribute_presets(idb_req *req);
+int idb_api_discover(idb_req *req);
 
 /* Shared JSON helpers (api_auth.c): new references. */
 json_t *idb_api_perms_json(uint32_t perms);

@@ -1,13 +1,21 @@
 /* SPDX-License-Identifier: AGPL-3.0-or-later */
 /* /api/v1/connections: IdP connections of the caller's organisation. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <curl/curl.h>
 
 #include "api.h"
 #include "app.h"
 #include "connections.h"
 #include "connsave.h"
+#include "jit.h"
+#include "presets.h"
+#include "roles.h"
+#include "urls.h"
 #include "users.h"
+#include "util.h"
 
 static idb_actor actor_of(idb_req *req)
 {
@@ -28,6 +36,9 @@ static int respond_conn(idb_req *req, idb_db *db, const char *org_id, const char
 	if (rc != 0)
 		return idb_resp_error(req, &err);
 	json_t *o = idb_connsave_view(idb_req_app(req)->cfg, &c);
+	json_t *last = NULL;
+	if (o && idb_connection_last_login(db, c.id, &last, NULL) == 0)
+		json_object_set_new(o, "last_login", last);
 	idb_connection_clear(&c);
 	return idb_resp_json(req, status, o);
 }
@@ -77,7 +88,7 @@ static int save(idb_req *req, const char *existing_id)
 	json_t *errors = json_array();
 	char id[37] = "";
 	idb_actor act = actor_of(req);
-	int rc = idb_connsave(db, app->cfg, org, existing_id, body, &act, errors, id, &err);
+	int rc = idb_connsave(db, app->cfg, app->presets, org, existing_id, body, &act, errors, id, &err);
 	if (rc == 0) {
 		rc = respond_conn(req, db, org, id, existing_id ? 200 : 201);
 		json_decref(errors);
@@ -144,4 +155,162 @@ int idb_api_connections_delete(idb_req *req)
 	if (rc != 0)
 		return idb_resp_error(req, &err);
 	return idb_resp_body(req, 204, NULL, "", 0);
+}
+
+int idb_api_attribute_presets(idb_req *req)
+{
+	const char *txt = idb_presets_json(idb_req_app(req)->presets);
+	return idb_resp_body(req, 200, "application/json", txt, strlen(txt));
+}
+
+/* Dry run of a login on a connection with pasted attributes: the profile the
+ * map makes, how it was made, and what JIT would do — the same code a login
+ * runs, inside a transaction that is rolled back. */
+int idb_api_connections_test_mapping(idb_req *req)
+{
+	idb_app *app = idb_req_app(req);
+	json_t *body = idb_req_json(req);
+	if (!body)
+		return 0;
+	const char *org = idb_req_auth(req)->principal.org_id;
+	json_t *attrs = json_object_get(body, "attributes");
+	if (!json_is_object(attrs))
+		return idb_resp_problem(req, 400, "invalid-input", "Invalid input", "attributes must be an object of name: [values]",
+					json_pack("[{ss ss}]", "field", "attributes", "message", "is required (an object)"));
+	idb_identity id = {0};
+	idb_err err;
+	idb_err_clear(&err);
+	const char *k;
+	json_t *v;
+	int rc = 0;
+	json_object_foreach(attrs, k, v)
+	{
+		if (json_is_string(v)) {
+			rc = idb_identity_add(&id, k, json_string_value(v), &err);
+		} else if (json_is_array(v)) {
+			size_t i;
+			json_t *x;
+			json_array_foreach(v, i, x)
+			{
+				if (rc == 0 && !json_is_string(x))
+					rc = idb_err_set(&err, IDB_EINVAL, k, "values must be strings");
+				if (rc == 0)
+					rc = idb_identity_add(&id, k, json_string_value(x), &err);
+			}
+		} else {
+			rc = idb_err_set(&err, IDB_EINVAL, k, "must be a string or a list of strings");
+		}
+		if (rc != 0)
+			break;
+	}
+	if (rc != 0) {
+		idb_identity_clear(&id);
+		char field[128];
+		snprintf(field, sizeof(field), "attributes.%.100s", err.field);
+		return idb_resp_problem(req, rc == IDB_ETOOBIG ? 413 : 400, "invalid-input", "Invalid input", err.msg,
+					json_pack("[{ss ss}]", "field", field, "message", err.msg));
+	}
+	const char *subject = json_string_value(json_object_get(body, "subject"));
+	const char *fmt = json_string_value(json_object_get(body, "subject_format"));
+	json_t *ev = json_object_get(body, "email_verified");
+	id.subject = strdup(subject && *subject ? subject : "(test-mapping: no subject)");
+	id.subject_format = strdup(fmt ? fmt : "");
+	id.issuer = strdup("(test-mapping)");
+	id.email_verified = ev ? json_is_true(ev) : true;
+
+	idb_db *db;
+	if (idb_store_acquire(app->store, &db, &err) != 0) {
+		idb_identity_clear(&id);
+		return idb_resp_error(req, &err);
+	}
+	idb_connection c;
+	if ((rc = idb_connection_get(db, org, idb_req_param(req, "id"), &c, &err)) != 0) {
+		idb_store_release(db);
+		idb_identity_clear(&id);
+		return idb_resp_error(req, &err);
+	}
+	id.connection_id = strdup(c.id);
+	char *jit = json_dumps(c.jit, JSON_COMPACT);
+	idb_attrmap *m = NULL;
+	char *explain = NULL;
+	idb_profile prof = {0};
+	json_t *out = json_object();
+	rc = idb_presets_compile(&m, app->presets, c.preset, jit, &err);
+	if (rc == 0 && idb_attrmap_explain(m, &id, &explain, &err) == 0 && explain)
+		json_object_set_new(out, "explain", json_loads(explain, 0, NULL));
+	if (rc == 0)
+		rc = idb_attrmap_apply(m, &id, &prof, &err);
+	if (rc != 0) {
+		json_object_set_new(out, "profile", json_null());
+		json_object_set_new(out, "error", json_pack("{ss ss}", "field", err.field, "message", err.msg));
+	} else {
+		json_t *groups = json_array();
+		for (size_t i = 0; i < prof.ngroups; i++)
+			json_array_append_new(groups, json_string(prof.groups[i]));
+		json_object_set_new(out, "profile",
+				    json_pack("{ss ss so ss sb sb}", "email", prof.email, "name", prof.display_name, "groups",
+					      groups, "role", idb_role_name(prof.role), "role_from_rule", prof.role_from_rule,
+					      "groups_overage", prof.groups_overage));
+		idb_jit_opts opts = {.dry_run = true, .report = true};
+		idb_jit_result jr;
+		idb_err jerr;
+		idb_err_clear(&jerr);
+		int jrc = idb_jit_provision(db, &c, &id, &prof, idb_req_ip(req), &opts, &jr, &jerr);
+		const char *decision = jrc != 0 ? "refuse" : jr.created ? "create" : jr.linked ? "link" : "existing";
+		json_t *j = json_pack("{ss ss ss}", "decision", decision, "reason", jrc == 0 ? "ok" : jr.reason[0] ? jr.reason : "error",
+				      "message", jrc == 0 ? "" : jr.reason[0] ? jr.message : jerr.msg);
+		if (jrc == 0) {
+			json_object_set_new(j, "user_id", jr.created ? json_null() : json_string(jr.user_id));
+			json_object_set_new(j, "activates", json_boolean(jr.activated));
+		}
+		if (jr.report)
+			json_object_update(j, jr.report);
+		json_decref(jr.report);
+		json_object_set_new(out, "jit", j);
+	}
+	idb_store_release(db);
+	idb_profile_clear(&prof);
+	idb_attrmap_free(m);
+	free(explain);
+	free(jit);
+	idb_identity_clear(&id);
+	idb_connection_clear(&c);
+	return idb_resp_json(req, 200, out);
+}
+
+/* Home-realm discovery: the connection that owns the e-mail's domain. */
+int idb_api_discover(idb_req *req)
+{
+	idb_app *app = idb_req_app(req);
+	const char *email = idb_req_query(req, "email");
+	const char *at = email ? strrchr(email, '@') : NULL;
+	if (!email || !idb_email_valid(email) || !at)
+		return idb_resp_problem(req, 400, "invalid-input", "Invalid input", "Give a valid e-mail address.",
+					json_pack("[{ss ss}]", "field", "email", "message", "Invalid email format"));
+	idb_db *db;
+	idb_err err;
+	idb_err_clear(&err);
+	if (idb_store_acquire(app->store, &db, &err) != 0)
+		return idb_resp_error(req, &err);
+	char slug[64], proto[8];
+	int rc = idb_connection_for_domain(db, at + 1, slug, proto, &err);
+	idb_store_release(db);
+	if (rc == IDB_ENOTFOUND)
+		return idb_resp_problem(req, 404, "sso-no-connection", "No single sign-on for this domain",
+					"No identity provider is set up for this e-mail domain. Sign in with your password, or "
+					"ask your administrator.",
+					NULL);
+	if (rc != 0)
+		return idb_resp_error(req, &err);
+	const char *rt = idb_req_query(req, "return_to");
+	char *esc = NULL;
+	char loc[7000];
+	if (rt && idb_return_to_allowed(app->cfg, rt)) {
+		esc = curl_easy_escape(NULL, rt, 0);
+		snprintf(loc, sizeof(loc), "/sso/%s/%s/login?return_to=%s", proto, slug, esc ? esc : "%2F");
+	} else {
+		snprintf(loc, sizeof(loc), "/sso/%s/%s/login", proto, slug);
+	}
+	curl_free(esc);
+	return idb_resp_redirect(req, 303, loc);
 }

@@ -9,6 +9,7 @@
 #include "connections.h"
 #include "fetch.h"
 #include "log.h"
+#include "presets.h"
 #include "saml.h"
 #include "users.h"
 #include "util.h"
@@ -55,8 +56,29 @@ static int saml_metadata(json_t *obj, const idb_connection *base, json_t *errors
 	return *xml_out ? 0 : idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
 }
 
-int idb_connsave(idb_db *db, const idb_config *cfg, const char *org_id, const char *existing_id, const json_t *in,
-		 const idb_actor *actor, json_t *errors, char out_id[37], idb_err *err)
+/* The preset (if any) with the connection's jit laid over it must compile. */
+static int check_mapping(const idb_presets *presets, const json_t *obj, json_t *errors, idb_err *err)
+{
+	const char *preset = json_string_value(json_object_get(obj, "preset"));
+	char *jit = json_dumps(json_object_get(obj, "jit"), JSON_COMPACT);
+	idb_attrmap *m = NULL;
+	idb_err e;
+	idb_err_clear(&e);
+	int rc = jit ? idb_presets_compile(&m, presets, preset, jit, &e) : IDB_EINTERNAL;
+	idb_attrmap_free(m);
+	free(jit);
+	if (rc != 0) {
+		char field[96];
+		snprintf(field, sizeof(field), "%s%.80s", strcmp(e.field, "preset") == 0 ? "" : "jit.", e.field);
+		json_array_append_new(errors, json_pack("{ss ss}", "field", field, "message", e.msg));
+		return idb_err_set(err, IDB_EINVAL, field, "%s", e.msg);
+	}
+	return 0;
+}
+
+int idb_connsave(idb_db *db, const idb_config *cfg, const idb_presets *presets, const char *org_id,
+		 const char *existing_id, const json_t *in, const idb_actor *actor, json_t *errors, char out_id[37],
+		 idb_err *err)
 {
 	(void)cfg;
 	idb_connection base = {0};
@@ -71,6 +93,8 @@ int idb_connsave(idb_db *db, const idb_config *cfg, const char *org_id, const ch
 	char *xml = NULL, *before = NULL, *after = NULL;
 	int64_t valid_until = 0;
 	rc = idb_connection_validate(in, have_base ? &base : NULL, errors, &obj, err);
+	if (rc == 0)
+		rc = check_mapping(presets, obj, errors, err);
 	if (rc == 0 && !strcmp(json_string_value(json_object_get(obj, "protocol")), "saml"))
 		rc = saml_metadata(obj, have_base ? &base : NULL, errors, &xml, &valid_until, err);
 	if (rc != 0)

@@ -22,8 +22,10 @@ typedef struct idb_actor {
 /* Creates (existing_id NULL) or updates a connection of org_id from the API
  * object in. Field errors go to errors ([{field, message}]) with IDB_EINVAL.
  * IDB_EEXISTS for a taken slug or domain. out_id[37] gets the id. */
-int idb_connsave(idb_db *db, const idb_config *cfg, const char *org_id, const char *existing_id, const json_t *in,
-		 const idb_actor *actor, json_t *errors, char out_id[37], idb_err *err);
+struct idb_presets;
+int idb_connsave(idb_db *db, const idb_config *cfg, const struct idb_presets *presets, const char *org_id,
+		 const char *existing_id, const json_t *in, const idb_actor *actor, json_t *errors, char out_id[37],
+		 idb_err *err);
 
 /* The API view of a stored connection (with SP URLs and metadata status). */
 json_t *idb_connsave_view(const idb_config *cfg, const void *conn /* idb_connection */);

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "connections.h"
 #include "connsave.h"
+#include "presets.h"
 #include "saml.h"
 #include "yamljson.h"
 #include "log.h"
@@ -233,7 +234,16 @@ static int cmd_connection_apply(idb_db *db, const idb_config *cfg, int argc, cha
 	bool update = slug && idb_connection_by_slug(db, slug, &existing, NULL) == 0 && !strcmp(existing.org_id, org_id);
 	json_t *errors = json_array();
 	idb_actor actor = {.email = "idbridgectl"};
-	rc = idb_connsave(db, cfg, org_id, update ? existing.id : NULL, obj, &actor, errors, id, err);
+	idb_presets *presets = NULL;
+	rc = idb_presets_load(&presets, cfg->mapping_presets_dir[0] ? cfg->mapping_presets_dir : NULL, err);
+	if (rc != 0) {
+		idb_connection_clear(&existing);
+		json_decref(obj);
+		json_decref(errors);
+		return fail(err);
+	}
+	rc = idb_connsave(db, cfg, presets, org_id, update ? existing.id : NULL, obj, &actor, errors, id, err);
+	idb_presets_free(presets);
 	idb_connection_clear(&existing);
 	json_decref(obj);
 	if (rc != 0) {

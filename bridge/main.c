@@ -15,6 +15,7 @@
 #include "keyfile.h"
 #include "log.h"
 #include "maintenance.h"
+#include "presets.h"
 #include "saml.h"
 #include "store.h"
 #include "util.h"
@@ -76,6 +77,7 @@ int main(int argc, char **argv)
 	idb_app app = {0};
 	idb_http *http = NULL;
 	idb_maintenance *maint = NULL;
+	idb_presets *presets = NULL;
 	unsigned char secret[IDB_SECRET_KEY_BYTES];
 
 	if (idb_config_load(&cfg, config_path, &err) != 0) {
@@ -92,7 +94,12 @@ int main(int argc, char **argv)
 		idb_log_error("%s: %s", err.field, err.msg);
 		goto out;
 	}
-	if (idb_saml_global_init(&err) != 0 || idb_saml_open(&app.saml, cfg, &err) != 0) {
+	if (idb_presets_load(&presets, cfg->mapping_presets_dir[0] ? cfg->mapping_presets_dir : NULL, &err) != 0) {
+		idb_log_error("IdP presets: %s%s%s", err.field, err.field[0] ? ": " : "", err.msg);
+		goto out;
+	}
+	app.presets = presets;
+	if (idb_saml_global_init(&err) != 0 || idb_saml_open(&app.saml, cfg, presets, &err) != 0) {
 		idb_log_error("%s%s%s", err.field, err.field[0] ? ": " : "", err.msg);
 		goto out;
 	}
@@ -137,6 +144,7 @@ out:
 	idb_store_free(app.store);
 	idb_saml_free(app.saml);
 	idb_saml_global_shutdown();
+	idb_presets_free(presets);
 	sodium_memzero(secret, sizeof(secret));
 	idb_config_free(cfg);
 	if (exit_code == 0)

@@ -31,6 +31,10 @@ const idb_route idb_routes[] = {
 	{"GET", "/api/v1/connections/{id}", idb_api_connections_get, IDB_AUTH_PERM, IDB_PERM_SSO_MANAGE, KB(1)},
 	{"PATCH", "/api/v1/connections/{id}", idb_api_connections_update, IDB_AUTH_PERM, IDB_PERM_SSO_MANAGE, KB(2048)},
 	{"DELETE", "/api/v1/connections/{id}", idb_api_connections_delete, IDB_AUTH_PERM, IDB_PERM_SSO_MANAGE, KB(1)},
+	{"POST", "/api/v1/connections/{id}/test-mapping", idb_api_connections_test_mapping, IDB_AUTH_PERM,
+	 IDB_PERM_SSO_MANAGE, KB(1024)},
+	{"GET", "/api/v1/attribute-presets", idb_api_attribute_presets, IDB_AUTH_PERM, IDB_PERM_SSO_MANAGE, KB(1)},
+	{"GET", "/sso/discover", idb_api_discover, IDB_AUTH_NONE, 0, KB(1)},
 };
 
 const size_t idb_routes_count = sizeof(idb_routes) / sizeof(idb_routes[0]);

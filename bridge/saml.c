@@ -33,6 +33,7 @@
 #include "authz.h"
 #include "jit.h"
 #include "log.h"
+#include "presets.h"
 #include "saml_keys.h"
 #include "saml_xml.h"
 #include "session.h"
@@ -57,6 +58,7 @@ typedef struct saml_entry {
 
 struct idb_saml {
 	const idb_config *cfg;
+	const idb_presets *presets;
 	char *key_pem, *cert_pem, *cert_body;
 	pthread_mutex_t mu;
 	saml_entry *entries;
@@ -91,13 +93,14 @@ void idb_saml_global_shutdown(void)
 	lasso_shutdown();
 }
 
-int idb_saml_open(idb_saml **out, const idb_config *cfg, idb_err *err)
+int idb_saml_open(idb_saml **out, const idb_config *cfg, const idb_presets *presets, idb_err *err)
 {
 	*out = NULL;
 	idb_saml *s = calloc(1, sizeof(*s));
 	if (!s)
 		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
 	s->cfg = cfg;
+	s->presets = presets;
 	pthread_mutex_init(&s->mu, NULL);
 	char cn[256];
 	const char *host = strstr(cfg->public_origin, "://");
@@ -317,7 +320,7 @@ static int entry_get(idb_saml *s, const idb_connection *c, saml_entry **out, idb
 	}
 	idb_strlcpy(e->conn_id, c->id, sizeof(e->conn_id));
 	e->version = c->version;
-	if ((rc = idb_attrmap_compile(&e->map, jit, err)) != 0)
+	if ((rc = idb_presets_compile(&e->map, s->presets, c->preset, jit, err)) != 0)
 		goto done;
 	e->server = lasso_server_new_from_buffers(md, s->key_pem, NULL, s->cert_pem);
 	if (!e->server) {
@@ -864,7 +867,7 @@ int idb_saml_handle_acs(idb_req *req)
 			goto fail;
 		}
 		idb_jit_result jr;
-		rc = idb_jit_provision(db, &c, &id, &prof, idb_req_ip(req), &jr, &err);
+		rc = idb_jit_provision(db, &c, &id, &prof, idb_req_ip(req), NULL, &jr, &err);
 		if (rc == 0) {
 			char *ll = last_login_json(&c, seen);
 			if (ll)

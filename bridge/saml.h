@@ -20,7 +20,9 @@ int idb_saml_global_init(idb_err *err);
 void idb_saml_global_shutdown(void);
 
 /* Loads or generates the SP key pair; the context is shared by all threads. */
-int idb_saml_open(idb_saml **out, const idb_config *cfg, idb_err *err);
+struct idb_presets;
+/* presets (borrowed, outlives s) supply each connection's named preset. */
+int idb_saml_open(idb_saml **out, const idb_config *cfg, const struct idb_presets *presets, idb_err *err);
 void idb_saml_free(idb_saml *s);
 
 /* Validates IdP metadata for a connection being saved: it must load into

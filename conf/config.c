@@ -69,6 +69,7 @@ static const keydef keys[] = {
 	S("saml", "sp_key_file", saml_sp_key_file, "var/saml-sp.key", true, false, NULL),
 	S("saml", "sp_cert_file", saml_sp_cert_file, "var/saml-sp.crt", true, false, NULL),
 	I("saml", "clock_skew_s", saml_clock_skew_s, 120, 0, 3600),
+	S("mapping", "presets_dir", mapping_presets_dir, "", false, false, NULL),
 	I("saml", "metadata_refresh_s", saml_metadata_refresh_s, 3600, 300, 604800),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

@@ -61,6 +61,8 @@ typedef struct idb_config {
 	char *saml_sp_cert_file;
 	long long saml_clock_skew_s;
 	long long saml_metadata_refresh_s;
+	/* mapping */
+	char *mapping_presets_dir;
 
 	/* Derived at load time (not keys). */
 	char listen_host[64];

@@ -662,3 +662,41 @@ const char *idb_connection_str(const idb_connection *c, const char *section, con
 	json_t *s = section ? json_object_get(c->settings, section) : c->jit;
 	return json_string_value(json_object_get(s, key));
 }
+
+int idb_connection_for_domain(idb_db *db, const char *domain, char slug[64], char protocol[8], idb_err *err)
+{
+	static const char sql[] = "SELECT c.slug, c.protocol FROM connection_domains d JOIN idp_connections c"
+				  " ON c.id = d.connection_id WHERE d.domain = lower($1) AND c.enabled";
+	const char *p[] = {domain};
+	PGresult *res = idb_db_query(db, sql, 1, p, err);
+	if (!res)
+		return err ? err->code : IDB_EINTERNAL;
+	int rc = 0;
+	if (PQntuples(res) == 1) {
+		idb_strlcpy(slug, idb_db_str(res, 0, 0), 64);
+		idb_strlcpy(protocol, idb_db_str(res, 0, 1), 8);
+	} else {
+		rc = idb_err_set(err, IDB_ENOTFOUND, "email", "no identity provider is set up for %s", domain);
+	}
+	PQclear(res);
+	return rc;
+}
+
+int idb_connection_last_login(idb_db *db, const char *id, json_t **out, idb_err *err)
+{
+	static const char sql[] = "SELECT extract(epoch FROM last_login_at)::bigint, last_login_attributes::text"
+				  " FROM idp_connections WHERE id = $1::uuid AND last_login_at IS NOT NULL";
+	const char *p[] = {id};
+	*out = json_null();
+	PGresult *res = idb_db_query(db, sql, 1, p, err);
+	if (!res)
+		return err ? err->code : IDB_EINTERNAL;
+	if (PQntuples(res) == 1) {
+		json_t *attrs = idb_db_val(res, 0, 1) ? json_loads(idb_db_str(res, 0, 1), 0, NULL) : NULL;
+		json_decref(*out);
+		*out = json_pack("{sI so}", "at", (json_int_t)strtoll(idb_db_str(res, 0, 0), NULL, 10), "attributes",
+				 attrs ? attrs : json_object());
+	}
+	PQclear(res);
+	return 0;
+}

@@ -68,6 +68,13 @@ int idb_connection_set_metadata(idb_db *db, const char *id, const char *xml, int
  * within refresh_s of validUntil), as a JSON array of {id, url}. */
 int idb_connection_metadata_due(idb_db *db, long long refresh_s, json_t **out, idb_err *err);
 
+/* The enabled connection that owns an e-mail domain (home-realm discovery):
+ * slug[64] and protocol[8]. IDB_ENOTFOUND when no connection claims it. */
+int idb_connection_for_domain(idb_db *db, const char *domain, char slug[64], char protocol[8], idb_err *err);
+/* What the IdP sent in the most recent login: *out (new reference) is
+ * {"at": epoch seconds, "attributes": {...}} or null. */
+int idb_connection_last_login(idb_db *db, const char *id, json_t **out, idb_err *err);
+
 /* Stores what the IdP sent in the most recent login (JSON text). */
 int idb_connection_set_last_login(idb_db *db, const char *id, const char *attrs_json, idb_err *err);
 

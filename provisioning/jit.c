@@ -151,8 +151,37 @@ static int sync_groups(idb_db *db, const idb_connection *c, const char *user_id,
 	return rc;
 }
 
+static json_t *idp_group_names(idb_db *db, const idb_connection *c, const char *user_id)
+{
+	static const char sql[] =
+		"SELECT g.name FROM memberships m JOIN groups g ON g.id = m.group_id WHERE m.user_id = $1::uuid"
+		" AND m.source = 'idp' AND m.connection_id = $2::uuid ORDER BY lower(g.name)";
+	const char *p[] = {user_id, c->id};
+	PGresult *res = idb_db_query(db, sql, 2, p, NULL);
+	json_t *a = json_array();
+	for (int i = 0; res && i < PQntuples(res); i++)
+		json_array_append_new(a, json_string(idb_db_str(res, i, 0)));
+	PQclear(res);
+	return a;
+}
+
+static json_t *names_minus(json_t *a, json_t *b)
+{
+	json_t *out = json_array();
+	size_t i, k;
+	json_t *v, *w;
+	json_array_foreach(a, i, v)
+	{
+		bool found = false;
+		json_array_foreach(b, k, w) found |= json_equal(v, w);
+		if (!found)
+			json_array_append(out, v);
+	}
+	return out;
+}
+
 static int provision_tx(idb_db *db, const idb_connection *c, const idb_identity *id, const idb_profile *p,
-			json_t *unknown, idb_jit_result *out, idb_err *err)
+			json_t *unknown, json_t *report, idb_jit_result *out, idb_err *err)
 {
 	bool jit_enabled = idb_connection_flag(c, NULL, "enabled", true);
 	char user_id[37] = "";
@@ -235,19 +264,33 @@ static int provision_tx(idb_db *db, const idb_connection *c, const idb_identity 
 	const char *ip2[] = {c->id, id->subject};
 	if ((rc = idb_db_exec(db, ident_sql, 2, ip2, NULL, err)) != 0)
 		return rc;
+	json_t *before = report ? idp_group_names(db, c, user_id) : NULL;
 	if (idb_connection_flag(c, NULL, "sync_groups", true) && !p->groups_overage)
 		rc = sync_groups(db, c, user_id, p, idb_connection_flag(c, NULL, "create_missing_groups", false), unknown,
 				 out, err);
+	if (report && rc == 0) {
+		json_t *after = idp_group_names(db, c, user_id);
+		json_object_set_new(report, "groups_added", names_minus(after, before));
+		json_object_set_new(report, "groups_removed", names_minus(before, after));
+		json_object_set_new(report, "groups_after", after);
+		json_object_set_new(report, "role", json_string(new_role));
+		json_object_set_new(report, "name", json_string(p->display_name && *p->display_name ? p->display_name : ""));
+	}
+	json_decref(before);
 	return rc;
 }
 
 int idb_jit_provision(idb_db *db, const idb_connection *c, const idb_identity *id, const idb_profile *p,
-		      const char *ip, idb_jit_result *out, idb_err *err)
+		      const char *ip, const idb_jit_opts *opts, idb_jit_result *out, idb_err *err)
 {
+	static const idb_jit_opts defaults = {0};
+	if (!opts)
+		opts = &defaults;
 	memset(out, 0, sizeof(*out));
 	if (!c->enabled) {
 		refuse(out, "connection_disabled", "Sign-in through this identity provider is disabled.", err);
-		(void)idb_jit_record_failure(db, c, out->reason, NULL, ip, NULL);
+		if (!opts->dry_run)
+			(void)idb_jit_record_failure(db, c, out->reason, NULL, ip, NULL);
 		return IDB_EFORBIDDEN;
 	}
 	int rc = 0;
@@ -255,10 +298,15 @@ int idb_jit_provision(idb_db *db, const idb_connection *c, const idb_identity *i
 	 * the loser retries once and finds the winner's rows. */
 	for (int attempt = 0; attempt < 2; attempt++) {
 		json_t *unknown = json_array();
+		json_t *report = opts->report ? json_object() : NULL;
 		memset(out, 0, sizeof(*out));
 		rc = idb_db_begin(db, err);
 		if (rc == 0)
-			rc = provision_tx(db, c, id, p, unknown, out, err);
+			rc = provision_tx(db, c, id, p, unknown, report, out, err);
+		if (report) {
+			json_object_set(report, "unknown_groups", unknown);
+			out->report = report;
+		}
 		if (rc == 0) {
 			json_t *d = json_pack("{ss ss sb sb sb si si sO sb}", "method", c->protocol, "connection", c->slug,
 					      "created", out->created, "linked", out->linked, "activated", out->activated,
@@ -269,16 +317,23 @@ int idb_jit_provision(idb_db *db, const idb_connection *c, const idb_identity *i
 			rc = idb_activity_record(db, c->org_id, out->user_id, "login_success", NULL, ip, txt, err);
 			free(txt);
 		}
+		if (rc == 0 && opts->dry_run) {
+			idb_db_rollback(db); /* the dry run shows what would happen, and keeps nothing */
+			json_decref(unknown);
+			return 0;
+		}
 		if (rc == 0)
 			rc = idb_db_commit(db, err);
 		json_decref(unknown);
 		if (rc == 0)
 			return 0;
 		idb_db_rollback(db);
-		if (rc != IDB_EEXISTS)
+		if (rc != IDB_EEXISTS || attempt == 1)
 			break;
+		json_decref(out->report);
+		out->report = NULL;
 	}
-	if (rc == IDB_EFORBIDDEN) {
+	if (rc == IDB_EFORBIDDEN && !opts->dry_run) {
 		json_t *d = json_pack("{ss ss ss}", "method", c->protocol, "connection", c->slug, "email", p->email);
 		char *txt = d ? json_dumps(d, JSON_COMPACT) : NULL;
 		json_decref(d);

@@ -9,6 +9,8 @@
 
 #include <stdbool.h>
 
+#include <jansson.h>
+
 #include "attrmap.h"
 #include "connections.h"
 #include "err.h"
@@ -27,7 +29,16 @@ typedef struct idb_jit_result {
 	 * user, in words they can act on. */
 	char reason[40];
 	char message[200];
+	/* With idb_jit_opts.report: {"groups_added": [...], "groups_removed": [...],
+	 * "unknown_groups": [...], "role": "...", "name": "..."}; the caller
+	 * json_decref()s it. NULL otherwise. */
+	json_t *report;
 } idb_jit_result;
+
+typedef struct idb_jit_opts {
+	bool dry_run; /* run everything, then roll back: what a login would do */
+	bool report;  /* fill idb_jit_result.report */
+} idb_jit_opts;
 
 /* Provisions (or refuses) the login of id (already verified by the protocol
  * layer) with profile p over connection c. Returns 0 with out->user_id set;
@@ -35,7 +46,7 @@ typedef struct idb_jit_result {
  * the login_failure activity row); other codes for failures. details_json
  * (may be NULL) is stored in the activity row of a success. */
 int idb_jit_provision(idb_db *db, const idb_connection *c, const idb_identity *id, const idb_profile *p,
-		      const char *ip, idb_jit_result *out, idb_err *err);
+		      const char *ip, const idb_jit_opts *opts, idb_jit_result *out, idb_err *err);
 
 /* Records a login refused before JIT ran (bad signature, replay, …) against
  * the connection's organisation. */
