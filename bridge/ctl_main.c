@@ -229,9 +229,11 @@ static int cmd_connection_apply(idb_db *db, const idb_config *cfg, int argc, cha
 		return fail(err);
 	}
 	/* Same slug in this organisation: update it. */
-	const char *slug = json_string_value(json_object_get(obj, "slug"));
+	char slug[64] = "";
+	idb_strlcpy(slug, json_string_value(json_object_get(obj, "slug")) ? json_string_value(json_object_get(obj, "slug")) : "",
+		    sizeof(slug));
 	idb_connection existing = {0};
-	bool update = slug && idb_connection_by_slug(db, slug, &existing, NULL) == 0 && !strcmp(existing.org_id, org_id);
+	bool update = slug[0] && idb_connection_by_slug(db, slug, &existing, NULL) == 0 && !strcmp(existing.org_id, org_id);
 	json_t *errors = json_array();
 	idb_actor actor = {.email = "idbridgectl"};
 	idb_presets *presets = NULL;

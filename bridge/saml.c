@@ -197,21 +197,6 @@ static bool provider_has(LassoProvider *p, const char *key)
 	return have;
 }
 
-static int64_t parse_time(const char *t)
-{
-	int y, mo, d, h, mi, sec;
-	if (!t || sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6)
-		return -1;
-	const char *z = t + 19;
-	if (*z == '.')
-		for (z++; *z >= '0' && *z <= '9'; z++)
-			;
-	if (strcmp(z, "Z") != 0 && strcmp(z, "+00:00") != 0 && *z != '\0')
-		return -1;
-	struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = sec};
-	return (int64_t)timegm(&tm);
-}
-
 /* ISO 8601 duration PnDTnHnMnS (cacheDuration) in seconds; 0 when absent or odd. */
 static int64_t parse_duration(const char *d)
 {
@@ -263,18 +248,12 @@ int idb_saml_check_metadata(idb_saml *s, const char *xml, int64_t *valid_until, 
 		rc = idb_err_set(err, IDB_EINVAL, "saml.idp_metadata_xml",
 				 "the IdP metadata has no signing certificate (KeyDescriptor)");
 	if (rc == 0) {
-		/* (transfer none): owned by the provider */
-		const char *vu = lasso_provider_get_valid_until(p);
-		const char *cd = lasso_provider_get_cache_duration(p);
-		if (vu && *vu) {
-			*valid_until = parse_time(vu);
-			if (*valid_until < 0)
-				rc = idb_err_set(err, IDB_EINVAL, "saml.idp_metadata_xml", "the validUntil of the IdP metadata is unreadable");
-			else if (*valid_until > 0 && *valid_until < idb_now_s())
-				rc = idb_err_set(err, IDB_EINVAL, "saml.idp_metadata_xml",
-						 "the IdP metadata has expired (validUntil %s)", vu);
-		}
-		*cache_s = parse_duration(cd);
+		/* lasso does not report the EntityDescriptor's validUntil: read it. */
+		char cd[64];
+		rc = idb_saml_metadata_times(xml, strlen(xml), valid_until, cd, sizeof(cd), err);
+		if (rc == 0 && *valid_until > 0 && *valid_until < idb_now_s())
+			rc = idb_err_set(err, IDB_EINVAL, "saml.idp_metadata_xml", "the IdP metadata has expired (validUntil)");
+		*cache_s = parse_duration(cd[0] ? cd : NULL);
 		if (entity_out)
 			idb_strlcpy(entity_out, p->ProviderID, 256);
 	}
@@ -553,8 +532,8 @@ static int check_assertion(idb_req *req, const idb_connection *c, LassoProfile *
 	if (cond->Condition)
 		return fail_set(f, 400, "saml-conditions-unknown", "conditions_unknown",
 				"The assertion carries a condition this service does not understand.");
-	int64_t nb = cond->NotBefore ? parse_time(cond->NotBefore) : 0;
-	int64_t noa = cond->NotOnOrAfter ? parse_time(cond->NotOnOrAfter) : 0;
+	int64_t nb = cond->NotBefore ? idb_saml_parse_time(cond->NotBefore) : 0;
+	int64_t noa = cond->NotOnOrAfter ? idb_saml_parse_time(cond->NotOnOrAfter) : 0;
 	if (nb < 0 || noa < 0)
 		return fail_set(f, 400, "saml-time-invalid", "time_invalid", "The assertion has an unreadable time.");
 	if (nb && now + skew < nb)
@@ -582,13 +561,13 @@ static int check_assertion(idb_req *req, const idb_connection *c, LassoProfile *
 	if (!scd || !scd->Recipient || strcmp(scd->Recipient, acs) != 0)
 		return fail_set(f, 400, "saml-recipient-mismatch", "recipient_mismatch",
 				"The assertion was not issued to this service (Recipient).");
-	int64_t scd_noa = scd->NotOnOrAfter ? parse_time(scd->NotOnOrAfter) : -1;
+	int64_t scd_noa = scd->NotOnOrAfter ? idb_saml_parse_time(scd->NotOnOrAfter) : -1;
 	if (scd_noa <= 0)
 		return fail_set(f, 400, "saml-subject-confirmation", "confirmation_expiry_missing",
 				"The assertion's SubjectConfirmationData has no NotOnOrAfter.");
 	if (now - skew >= scd_noa)
 		return fail_set(f, 400, "saml-expired", "expired", "The assertion has expired (SubjectConfirmationData).");
-	if (scd->NotBefore && now + skew < parse_time(scd->NotBefore))
+	if (scd->NotBefore && now + skew < idb_saml_parse_time(scd->NotBefore))
 		return fail_set(f, 400, "saml-not-yet-valid", "not_yet_valid", "The assertion is not valid yet.");
 	irt_scd = scd->InResponseTo;
 	if (expected_rid) {
@@ -716,9 +695,10 @@ int idb_saml_handle_acs(idb_req *req)
 	bool allow_sha1 = idb_connection_flag(&c, "saml", "allow_sha1", false);
 	idb_saml_scan scan;
 	if (idb_saml_xml_scan((const char *)xml, xml_len, allow_sha1, &scan, &err) != 0) {
-		fail_set(&f, strcmp(err.field, "too-large") == 0 ? 413 : 400, "saml-response-refused", "response_refused",
-			 err.msg);
-		f.reason = "xml_refused";
+		bool idp_refused = strcmp(err.field, "saml-idp-refused") == 0;
+		fail_set(&f, strcmp(err.field, "too-large") == 0 ? 413 : idp_refused ? 403 : 400, "saml-response-refused",
+			 "response_refused", err.msg);
+		f.reason = idp_refused ? "idp_refused" : "xml_refused";
 		/* The scanner's slug is the precise type. */
 		f.type = NULL;
 		snprintf(f.detail, sizeof(f.detail), "%s", err.msg);
@@ -807,7 +787,9 @@ int idb_saml_handle_acs(idb_req *req)
 		goto fail;
 	}
 	LassoSamlp2Response *sresp = LASSO_SAMLP2_RESPONSE(profile->response);
-	if (!sresp->Assertion || sresp->Assertion->next || sresp->EncryptedAssertion) {
+	/* (lasso keeps the EncryptedAssertion next to the one it decrypted; the
+	 * pre-scan already counted one assertion in all.) */
+	if (!sresp->Assertion || sresp->Assertion->next) {
 		json_decref(relay);
 		fail_set(&f, 400, "saml-assertion-count", "assertion_count", "The response must carry exactly one assertion.");
 		goto fail;
@@ -976,9 +958,22 @@ int idb_saml_handle_slo(idb_req *req)
 						? LASSO_SAML2_NAME_ID(profile->nameIdentifier)
 						: NULL;
 		LassoSamlp2LogoutRequest *lr = LASSO_SAMLP2_LOGOUT_REQUEST(profile->request);
+		/* lasso answers Success only for a session it knows: give it the
+		 * stored one, then end ours everywhere. */
+		char *dump = NULL;
+		idb_db *db;
+		if (nid && nid->content && idb_store_acquire(app->store, &db, NULL) == 0) {
+			(void)idb_sessions_idp_dump(db, c.id, nid->content, &dump, NULL);
+			idb_store_release(db);
+		}
+		if (dump)
+			(void)lasso_profile_set_session_from_dump(profile, dump);
+		free(dump);
 		if (nid && nid->content)
 			end_idp_sessions(app, c.id, nid->content, lr && lr->SessionIndex ? lr->SessionIndex : NULL);
-		(void)lasso_logout_validate_request(lo); /* SESSION_NOT_FOUND is expected: we keep our own */
+		rc = lasso_logout_validate_request(lo);
+		if (rc != 0)
+			idb_log_info("SAML LogoutRequest on %s: %s (our sessions were ended anyway)", c.slug, lasso_strerror(rc));
 		rc = lasso_logout_build_response_msg(lo);
 		if (rc == 0 && profile->msg_url)
 			redirect = g_strdup(profile->msg_url);

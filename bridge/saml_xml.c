@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: AGPL-3.0-or-later */
 #include "saml_xml.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -20,6 +22,7 @@ typedef struct scan_state {
 	int direct;          /* of which directly under the Response */
 	bool encrypted;
 	bool response_signed, assertion_signed;
+	bool status_failed;
 	char attr_names[64][256];
 	int nattr_names;
 	idb_err *err;
@@ -100,9 +103,17 @@ static void walk(scan_state *st, const xmlNode *n, int depth, const xmlNode *res
 				st->direct++;
 			st->encrypted = is(n, NS_SAML, "EncryptedAssertion");
 			in_assertion = n;
+			if (n->parent == response)
+				st->nattr_names = 0; /* attribute names are unique per assertion */
 		} else if (is(n, NS_DS, "RetrievalMethod") || is(n, NS_XENC, "CipherReference")) {
 			refuse(st, "saml-external-reference", "references to outside resources are not accepted");
 			return;
+		} else if (is(n, NS_SAMLP, "StatusCode") && n->parent && is(n->parent, NS_SAMLP, "Status") &&
+			   n->parent->parent == response) {
+			xmlChar *v = xmlGetProp(n, (const xmlChar *)"Value");
+			if (!v || strcmp((const char *)v, "urn:oasis:names:tc:SAML:2.0:status:Success") != 0)
+				st->status_failed = true;
+			xmlFree(v);
 		} else if (is(n, NS_DS, "SignatureMethod") || is(n, NS_DS, "DigestMethod")) {
 			check_alg(st, n);
 		} else if (is(n, NS_DS, "Signature")) {
@@ -113,7 +124,8 @@ static void walk(scan_state *st, const xmlNode *n, int depth, const xmlNode *res
 		} else if (is(n, NS_SAML, "NameID") || is(n, NS_SAML, "Issuer") || is(n, NS_SAML, "Audience") ||
 			   is(n, NS_SAML, "AttributeValue")) {
 			check_pure_text(st, n);
-		} else if (is(n, NS_SAML, "Attribute") && assertion) {
+		} else if (is(n, NS_SAML, "Attribute") && assertion && assertion->parent == response && n->parent &&
+			   n->parent->parent == assertion) {
 			xmlChar *name = xmlGetProp(n, (const xmlChar *)"Name");
 			if (!name) {
 				refuse(st, "saml-attribute-invalid", "an attribute has no Name");
@@ -149,6 +161,12 @@ int idb_saml_xml_scan(const char *xml, size_t len, bool allow_sha1, idb_saml_sca
 		refuse(&st, "saml-not-a-response", "the message is not a SAML 2.0 Response");
 	} else {
 		walk(&st, root, 0, root, NULL);
+		/* An IdP that did not sign the user in says so in the Status: report
+		 * that rather than the missing assertion. */
+		if (st.status_failed) {
+			st.rc = 0;
+			refuse(&st, "saml-idp-refused", "the identity provider did not sign the user in (non-Success status)");
+		}
 		if (st.rc == 0 && (st.assertions != 1 || st.direct != 1))
 			refuse(&st, "saml-assertion-count",
 			       "the response must carry exactly one assertion, directly under the Response");
@@ -160,4 +178,62 @@ int idb_saml_xml_scan(const char *xml, size_t len, bool allow_sha1, idb_saml_sca
 		out->assertion_signed = st.assertion_signed;
 	}
 	return st.rc;
+}
+
+int64_t idb_saml_parse_time(const char *t)
+{
+	int y, mo, d, h, mi, sec;
+	if (!t || sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6 || strlen(t) < 19)
+		return -1;
+	const char *z = t + 19;
+	if (*z == '.')
+		for (z++; *z >= '0' && *z <= '9'; z++)
+			;
+	if (strcmp(z, "Z") != 0 && strcmp(z, "+00:00") != 0 && *z != '\0')
+		return -1;
+	struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = sec};
+	return (int64_t)timegm(&tm);
+}
+
+#define NS_MD "urn:oasis:names:tc:SAML:2.0:metadata"
+
+int idb_saml_metadata_times(const char *xml, size_t len, int64_t *valid_until, char *cache_out, size_t cache_sz,
+			    idb_err *err)
+{
+	*valid_until = 0;
+	if (cache_sz)
+		cache_out[0] = '\0';
+	xmlDoc *doc = xmlReadMemory(xml, (int)len, "metadata.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	if (!doc)
+		return idb_err_set(err, IDB_EINVAL, "saml.idp_metadata_xml", "the IdP metadata is not well-formed XML");
+	int rc = 0;
+	const xmlNode *root = xmlDocGetRootElement(doc);
+	if (doc->intSubset || doc->extSubset) {
+		rc = idb_err_set(err, IDB_EINVAL, "saml.idp_metadata_xml", "DOCTYPE declarations are not accepted");
+	} else if (root && is(root, NS_MD, "EntityDescriptor")) {
+		const xmlNode *nodes[2] = {root, NULL};
+		for (const xmlNode *c = root->children; c; c = c->next)
+			if (is(c, NS_MD, "IDPSSODescriptor"))
+				nodes[1] = c;
+		for (int i = 0; i < 2 && rc == 0; i++) {
+			if (!nodes[i])
+				continue;
+			xmlChar *vu = xmlGetProp(nodes[i], (const xmlChar *)"validUntil");
+			xmlChar *cd = xmlGetProp(nodes[i], (const xmlChar *)"cacheDuration");
+			if (vu) {
+				int64_t t = idb_saml_parse_time((const char *)vu);
+				if (t < 0)
+					rc = idb_err_set(err, IDB_EINVAL, "saml.idp_metadata_xml", "validUntil \"%.40s\" is unreadable",
+							 (const char *)vu);
+				else if (*valid_until == 0 || t < *valid_until)
+					*valid_until = t;
+			}
+			if (cd && cache_sz && !cache_out[0])
+				snprintf(cache_out, cache_sz, "%s", (const char *)cd);
+			xmlFree(vu);
+			xmlFree(cd);
+		}
+	}
+	xmlFreeDoc(doc);
+	return rc;
 }

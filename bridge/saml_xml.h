@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 
@@ -25,5 +26,15 @@ typedef struct idb_saml_scan {
  * a short problem slug ("xml-dtd", "saml-assertion-count", "saml-sha1", …)
  * and err->msg saying why. allow_sha1 permits rsa-sha1 / sha1. */
 int idb_saml_xml_scan(const char *xml, size_t len, bool allow_sha1, idb_saml_scan *out, idb_err *err);
+
+/* validUntil (earliest of EntityDescriptor / IDPSSODescriptor, epoch s, 0 when
+ * absent) and cacheDuration text (copied into cache_out, "" when absent) of
+ * IdP metadata. IDB_EINVAL for malformed XML, a DTD, or an unreadable time. */
+int idb_saml_metadata_times(const char *xml, size_t len, int64_t *valid_until, char *cache_out, size_t cache_sz,
+			    idb_err *err);
+
+/* ISO 8601 UTC time ("2026-01-01T00:00:00Z", optional fraction) to epoch
+ * seconds; -1 when unreadable. */
+int64_t idb_saml_parse_time(const char *t);
 
 #endif

@@ -172,3 +172,18 @@ int idb_sessions_idp_info(idb_db *db, const char *id_hash, char **subject, char 
 	PQclear(res);
 	return 0;
 }
+
+int idb_sessions_idp_dump(idb_db *db, const char *connection_id, const char *subject, char **dump, idb_err *err)
+{
+	static const char sql[] = "SELECT idp_session_dump FROM sessions WHERE connection_id = $1::uuid AND idp_subject = $2"
+				  " AND idp_session_dump IS NOT NULL ORDER BY created_at DESC LIMIT 1";
+	const char *p[] = {connection_id, subject};
+	*dump = NULL;
+	PGresult *res = idb_db_query(db, sql, 2, p, err);
+	if (!res)
+		return err ? err->code : IDB_EINTERNAL;
+	if (PQntuples(res) == 1)
+		*dump = strdup(idb_db_str(res, 0, 0));
+	PQclear(res);
+	return 0;
+}

@@ -51,6 +51,10 @@ int idb_sessions_delete_idp(idb_db *db, const char *connection_id, const char *s
 int idb_sessions_idp_info(idb_db *db, const char *id_hash, char **subject, char **session_index, char **dump,
 			  idb_err *err);
 
+/* The lasso session dump of one live session of an IdP subject on a
+ * connection (malloc'd, NULL when none), for answering a LogoutRequest. */
+int idb_sessions_idp_dump(idb_db *db, const char *connection_id, const char *subject, char **dump, idb_err *err);
+
 /* Removes expired rows; *removed = count. */
 int idb_sessions_purge(idb_db *db, long long idle_timeout_s, long *removed, idb_err *err);
 
