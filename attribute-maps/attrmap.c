@@ -2127,3 +2127,35 @@ int idb_attrmap_explain(const idb_attrmap *m, const idb_identity *id, char **out
 	json_decref(root);
 	return *out_json ? 0 : OOM(err);
 }
+
+static bool cand_mentions(const candlist *c, const char *name)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		const cand *cd = &c->v[i];
+		if (!cd->is_re) {
+			if (strcmp(cd->name, name) == 0)
+				return true;
+		} else if (cd->re.code) {
+			pcre2_match_data *md = pcre2_match_data_create_from_pattern(cd->re.code, NULL);
+			int rc = md ? pcre2_match(cd->re.code, (PCRE2_SPTR)name, strlen(name), 0, 0, md, NULL) : -1;
+			pcre2_match_data_free(md);
+			if (rc >= 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+bool idb_attrmap_mentions(const idb_attrmap *m, const char *attr_name)
+{
+	if (cand_mentions(&m->email_c, attr_name) || cand_mentions(&m->name_c, attr_name) ||
+	    cand_mentions(&m->group_c, attr_name))
+		return true;
+	for (size_t i = 0; i < m->ntmpl; i++)
+		if (m->tmpl[i].is_ref && strcmp(m->tmpl[i].text, attr_name) == 0)
+			return true;
+	for (size_t i = 0; i < m->noverage; i++)
+		if (strcmp(m->overage[i], attr_name) == 0)
+			return true;
+	return false;
+}

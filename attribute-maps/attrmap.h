@@ -146,6 +146,11 @@ int idb_attrmap_apply(const idb_attrmap *m, const idb_identity *id, idb_profile 
 /* Frees what p owns and zeroes it; NULL is a no-op. */
 void idb_profile_clear(idb_profile *p);
 
+/* True when the map reads attribute attr_name (as a source of a profile
+ * field, in the name template or as an overage marker): its values may be
+ * shown to an admin; others are shown by name only. */
+bool idb_attrmap_mentions(const idb_attrmap *m, const char *attr_name);
+
 /* The admin's dry run: maps id under m and describes how, as JSON text in
  * *out_json (malloc'd; release with free()):
  *   {"email": {"candidates", "source", "input", "steps", "value"},

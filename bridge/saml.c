@@ -630,22 +630,19 @@ static int build_identity(const idb_connection *c, const char *issuer, LassoSaml
 	return 0;
 }
 
-/* What the IdP sent, for the admin: values of the mapped attributes, names
- * only for the rest. */
-static char *last_login_json(const idb_connection *c, json_t *seen)
+/* What the IdP sent, for the admin: values of the attributes the map reads,
+ * names only for the rest. */
+static char *last_login_json(const idb_attrmap *m, json_t *seen)
 {
-	const char *mapped[] = {idb_connection_str(c, NULL, "email_attribute"), idb_connection_str(c, NULL, "name_attribute"),
-				idb_connection_str(c, NULL, "group_attribute")};
-	const char *defaults[] = {"email", "displayName", "memberOf"};
 	json_t *out = json_object();
 	const char *k;
 	json_t *v;
 	json_object_foreach(seen, k, v)
 	{
-		bool is_mapped = false;
-		for (int i = 0; i < 3; i++)
-			is_mapped |= strcmp(k, mapped[i] ? mapped[i] : defaults[i]) == 0;
-		json_object_set(out, k, is_mapped ? v : json_string("(not mapped: value not shown)"));
+		if (idb_attrmap_mentions(m, k))
+			json_object_set(out, k, v);
+		else
+			json_object_set_new(out, k, json_string("(not mapped: value not shown)"));
 	}
 	char *txt = json_dumps(out, JSON_COMPACT);
 	json_decref(out);
@@ -851,7 +848,7 @@ int idb_saml_handle_acs(idb_req *req)
 		idb_jit_result jr;
 		rc = idb_jit_provision(db, &c, &id, &prof, idb_req_ip(req), NULL, &jr, &err);
 		if (rc == 0) {
-			char *ll = last_login_json(&c, seen);
+			char *ll = last_login_json(e->map, seen);
 			if (ll)
 				(void)idb_connection_set_last_login(db, c.id, ll, NULL);
 			free(ll);
