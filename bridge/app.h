@@ -11,12 +11,14 @@
 #include "store.h"
 
 struct idb_saml;
+struct idb_oidc;
 
 typedef struct idb_app {
 	const idb_config *cfg;
 	idb_store *store;
 	idb_cache *cache;
 	struct idb_saml *saml;
+	struct idb_oidc *oidc;
 	atomic_int inflight; /* requests between first byte and completion */
 } idb_app;
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <sodium.h>
 
 #include "app.h"
@@ -14,6 +15,7 @@
 #include "http.h"
 #include "keyfile.h"
 #include "log.h"
+#include "oidc.h"
 #include "saml.h"
 #include "store.h"
 #include "util.h"
@@ -90,6 +92,10 @@ int main(int argc, char **argv)
 		idb_log_error("%s: %s", err.field, err.msg);
 		goto out;
 	}
+	if (idb_oidc_global_init(&err) != 0 || idb_oidc_open(&app.oidc, cfg, secret, &err) != 0) {
+		idb_log_error("%s", err.msg);
+		goto out;
+	}
 	if (idb_saml_global_init(&err) != 0 || idb_saml_open(&app.saml, cfg, &err) != 0) {
 		idb_log_error("%s%s%s", err.field, err.field[0] ? ": " : "", err.msg);
 		goto out;
@@ -128,6 +134,8 @@ out:
 	idb_store_free(app.store);
 	idb_saml_free(app.saml);
 	idb_saml_global_shutdown();
+	idb_oidc_free(app.oidc);
+	curl_global_cleanup();
 	sodium_memzero(secret, sizeof(secret));
 	idb_config_free(cfg);
 	if (exit_code == 0)
