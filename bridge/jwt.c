@@ -241,8 +241,15 @@ int idb_jwt_decode(idb_jwt *out, const char *token, size_t max_bytes, idb_err *e
 	if (!d1 || !d2 || memchr(d2 + 1, '.', n - (size_t)(d2 + 1 - token)))
 		return idb_err_set(err, IDB_EINVAL, NULL, "the token is not a compact JWS (three dot-separated parts)");
 	size_t sig_len = n - (size_t)(d2 + 1 - token);
-	if (sig_len == 0 || !b64url_chars(d2 + 1, sig_len))
+	if (sig_len == 0 || sig_len > 2048 || !b64url_chars(d2 + 1, sig_len))
 		return idb_err_set(err, IDB_EINVAL, NULL, "the token has no signature");
+	/* Canonical base64url only (libsodium refuses non-zero trailing bits,
+	 * cjose would ignore them): one token, one spelling. */
+	unsigned char sig[1536];
+	size_t sig_bytes = 0;
+	if (sodium_base642bin(sig, sizeof(sig), d2 + 1, sig_len, NULL, &sig_bytes, NULL,
+			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+		return idb_err_set(err, IDB_EINVAL, NULL, "the token's signature is not canonical base64url");
 	out->header = decode_part(token, (size_t)(d1 - token), "header", err);
 	if (!out->header)
 		goto fail;

@@ -178,6 +178,15 @@ static void test_jwt_decode_refuses_malformed_tokens(void **state)
 			fail_msg("accepted %s", bad[i]);
 		assert_null(jwt.payload);
 	}
+	/* A signature spelled with non-zero trailing bits is refused even when it
+	 * decodes to the right bytes. */
+	char *good = make_token("RS256", "k1", "{}");
+	size_t gl = strlen(good);
+	static const char *const b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	int last = (int)(strchr(b64, good[gl - 1]) - b64);
+	good[gl - 1] = b64[last | 1]; /* 2048-bit signature: the last character holds 2 data bits */
+	assert_int_equal(idb_jwt_decode(&jwt, good, 16384, &err), IDB_EINVAL);
+	free(good);
 	char big[2000];
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
