@@ -8,6 +8,7 @@
 #include "auth.h"
 #include "authz.h"
 #include "log.h"
+#include "oidc.h"
 #include "roles.h"
 #include "saml.h"
 #include "session.h"
@@ -171,6 +172,9 @@ int idb_api_logout(idb_req *req)
 		/* A SAML session also ends at the IdP when it has an SLO endpoint. */
 		if (!strcmp(row.auth_method, "saml"))
 			idb_saml_logout_redirect(req, row.id_hash, &idp_logout);
+		/* An OIDC session continues to the provider's end_session_endpoint. */
+		else if (!strcmp(row.auth_method, "oidc"))
+			idb_oidc_logout_redirect(req, row.id_hash, &idp_logout);
 		idb_err err;
 		if (idb_session_end(app, row.id_hash, &err) != 0) {
 			free(idp_logout);

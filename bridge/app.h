@@ -12,6 +12,7 @@
 
 struct idb_saml;
 struct idb_presets;
+struct idb_oidc;
 
 typedef struct idb_app {
 	const idb_config *cfg;
@@ -19,6 +20,7 @@ typedef struct idb_app {
 	idb_cache *cache;
 	struct idb_saml *saml;
 	const struct idb_presets *presets;
+	struct idb_oidc *oidc;
 	atomic_int inflight; /* requests between first byte and completion */
 } idb_app;
 

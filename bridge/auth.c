@@ -13,6 +13,7 @@
 #include "authz.h"
 #include "log.h"
 #include "metrics.h"
+#include "oidc.h"
 #include "session.h"
 #include "util.h"
 
@@ -111,6 +112,15 @@ int idb_auth_resolve(idb_req *req, idb_auth_ctx *ctx, idb_err *err)
 			tok++;
 		if (strncmp(tok, "idb_", 4) == 0)
 			return resolve_apikey(app, tok, ctx, err);
+		if (strncmp(tok, "eyJ", 3) == 0) {
+			char user_id[37];
+			int rc = idb_oidc_bearer_resolve(app, tok, user_id, err);
+			if (rc == 0)
+				rc = principal_for(app, user_id, ctx, err);
+			if (rc == 0)
+				idb_strlcpy(ctx->method, "bearer", sizeof(ctx->method));
+			return rc;
+		}
 		return idb_err_set(err, IDB_EAUTH, NULL, "Invalid bearer token.");
 	}
 	const char *cookie = idb_req_cookie(req, IDB_SESSION_COOKIE);

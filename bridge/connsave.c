@@ -6,8 +6,11 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "connections.h"
 #include "fetch.h"
+#include "keyfile.h"
 #include "log.h"
 #include "presets.h"
 #include "saml.h"
@@ -56,6 +59,45 @@ static int saml_metadata(json_t *obj, const idb_connection *base, json_t *errors
 	return *xml_out ? 0 : idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
 }
 
+/* OIDC: derived fields never stored; a new client_secret is sealed with the
+ * deployment key; an update that does not name the secret keeps the sealed
+ * one (client_secret: null removes it). */
+static int oidc_secret(json_t *obj, const json_t *in, const idb_connection *base, const idb_config *cfg,
+		       json_t *errors, idb_err *err)
+{
+	json_t *o = json_object_get(obj, "oidc");
+	if (!json_is_object(o))
+		return 0;
+	static const char *const derived[] = {"has_client_secret", "redirect_uri", "backchannel_logout_uri",
+					      "post_logout_redirect_uri", "client_secret_sealed"};
+	for (size_t i = 0; i < sizeof(derived) / sizeof(derived[0]); i++)
+		json_object_del(o, derived[i]);
+	const char *secret = json_string_value(json_object_get(o, "client_secret"));
+	if (secret) {
+		unsigned char key[IDB_SECRET_KEY_BYTES];
+		char *sealed = NULL;
+		int rc = idb_keyfile_load(cfg->secret_key_file, key, err);
+		if (rc == 0)
+			rc = idb_secret_seal(&sealed, key, secret, err);
+		sodium_memzero(key, sizeof(key));
+		if (rc != 0) {
+			json_array_append_new(errors, json_pack("{ss ss}", "field", "oidc.client_secret", "message",
+								"cannot be sealed: the deployment's secret key is unavailable"));
+			return rc;
+		}
+		json_object_set_new(o, "client_secret_sealed", json_string(sealed));
+		json_object_del(o, "client_secret");
+		free(sealed);
+		return 0;
+	}
+	json_t *in_o = json_object_get(in, "oidc");
+	bool removed = json_is_object(in_o) && json_is_null(json_object_get(in_o, "client_secret"));
+	json_t *old = base ? json_object_get(json_object_get(base->settings, "oidc"), "client_secret_sealed") : NULL;
+	if (!removed && json_is_string(old))
+		json_object_set(o, "client_secret_sealed", old);
+	return 0;
+}
+
 /* The preset (if any) with the connection's jit laid over it must compile. */
 static int check_mapping(const idb_presets *presets, const json_t *obj, json_t *errors, idb_err *err)
 {
@@ -80,7 +122,6 @@ int idb_connsave(idb_db *db, const idb_config *cfg, const idb_presets *presets, 
 		 const char *existing_id, const json_t *in, const idb_actor *actor, json_t *errors, char out_id[37],
 		 idb_err *err)
 {
-	(void)cfg;
 	idb_connection base = {0};
 	bool have_base = false;
 	int rc = 0;
@@ -97,6 +138,8 @@ int idb_connsave(idb_db *db, const idb_config *cfg, const idb_presets *presets, 
 		rc = check_mapping(presets, obj, errors, err);
 	if (rc == 0 && !strcmp(json_string_value(json_object_get(obj, "protocol")), "saml"))
 		rc = saml_metadata(obj, have_base ? &base : NULL, errors, &xml, &valid_until, err);
+	if (rc == 0 && !strcmp(json_string_value(json_object_get(obj, "protocol")), "oidc"))
+		rc = oidc_secret(obj, in, have_base ? &base : NULL, cfg, errors, err);
 	if (rc != 0)
 		goto done;
 	if (have_base) {
@@ -109,6 +152,7 @@ int idb_connsave(idb_db *db, const idb_config *cfg, const idb_presets *presets, 
 		json_t *a = json_deep_copy(obj);
 		json_object_del(json_object_get(a, "saml"), "idp_metadata_xml");
 		json_object_del(json_object_get(a, "oidc"), "client_secret");
+		json_object_del(json_object_get(a, "oidc"), "client_secret_sealed");
 		after = json_dumps(a, JSON_COMPACT);
 		json_decref(a);
 	}
@@ -175,6 +219,16 @@ json_t *idb_connsave_view(const idb_config *cfg, const void *conn)
 		set_time(m, "valid_until", c->metadata_valid_until);
 		json_object_set_new(m, "error", c->metadata_error ? json_string(c->metadata_error) : json_null());
 		json_object_set_new(o, "metadata", m);
+	}
+	if (!strcmp(c->protocol, "oidc")) {
+		json_t *p = json_object_get(o, "oidc");
+		char u[1024];
+		snprintf(u, sizeof(u), "%s/sso/oidc/%s/callback", cfg->public_url, c->slug);
+		json_object_set_new(p, "redirect_uri", json_string(u));
+		snprintf(u, sizeof(u), "%s/sso/oidc/%s/backchannel-logout", cfg->public_url, c->slug);
+		json_object_set_new(p, "backchannel_logout_uri", json_string(u));
+		snprintf(u, sizeof(u), "%s/login", cfg->public_url);
+		json_object_set_new(p, "post_logout_redirect_uri", json_string(u));
 	}
 	return o;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: AGPL-3.0-or-later */
 #include "fetch.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +75,29 @@ int idb_fetch_get(const char *url, size_t max_bytes, long timeout_ms, idb_fetch_
 		return idb_err_set(err, IDB_EINTERNAL, NULL, "curl init failed");
 	int rc = perform(c, url, max_bytes, timeout_ms, out, err);
 	curl_easy_cleanup(c);
+	return rc;
+}
+
+int idb_fetch_get_bearer(const char *url, const char *token, size_t max_bytes, long timeout_ms, idb_fetch_result *out,
+			 idb_err *err)
+{
+	CURL *c = curl_easy_init();
+	if (!c)
+		return idb_err_set(err, IDB_EINTERNAL, NULL, "curl init failed");
+	size_t n = strlen(token) + 32;
+	char *hv = malloc(n);
+	if (!hv) {
+		curl_easy_cleanup(c);
+		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
+	}
+	snprintf(hv, n, "Authorization: Bearer %s", token);
+	struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
+	h = curl_slist_append(h, hv);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	int rc = perform(c, url, max_bytes, timeout_ms, out, err);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	free(hv);
 	return rc;
 }
 

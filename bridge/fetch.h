@@ -23,6 +23,9 @@ int idb_fetch_get(const char *url, size_t max_bytes, long timeout_ms, idb_fetch_
  * ("user:pass", may be NULL). */
 int idb_fetch_post_form(const char *url, const char *form, const char *basic_auth, size_t max_bytes, long timeout_ms,
 			idb_fetch_result *out, idb_err *err);
+/* GET url with "Authorization: Bearer <token>" (OIDC userinfo). */
+int idb_fetch_get_bearer(const char *url, const char *token, size_t max_bytes, long timeout_ms, idb_fetch_result *out,
+			 idb_err *err);
 void idb_fetch_result_clear(idb_fetch_result *r);
 
 #endif

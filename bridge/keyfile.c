@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -71,5 +72,60 @@ int idb_keyfile_load(const char *path, unsigned char out[IDB_SECRET_KEY_BYTES], 
 	if (n != IDB_SECRET_KEY_BYTES || more != 0)
 		return idb_err_set(err, IDB_EINVAL, "security.secret_key_file", "%s must hold exactly %d bytes", path,
 				   IDB_SECRET_KEY_BYTES);
+	return 0;
+}
+
+int idb_secret_seal(char **out, const unsigned char key[IDB_SECRET_KEY_BYTES], const char *plaintext, idb_err *err)
+{
+	*out = NULL;
+	size_t plen = strlen(plaintext);
+	size_t blen = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + plen;
+	unsigned char *box = malloc(blen);
+	size_t b64len = sodium_base64_ENCODED_LEN(blen, sodium_base64_VARIANT_ORIGINAL);
+	char *txt = malloc(b64len + 3);
+	if (!box || !txt) {
+		free(box);
+		free(txt);
+		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
+	}
+	randombytes_buf(box, crypto_secretbox_NONCEBYTES);
+	crypto_secretbox_easy(box + crypto_secretbox_NONCEBYTES, (const unsigned char *)plaintext, plen, box, key);
+	memcpy(txt, "v1:", 3);
+	sodium_bin2base64(txt + 3, b64len, box, blen, sodium_base64_VARIANT_ORIGINAL);
+	free(box);
+	*out = txt;
+	return 0;
+}
+
+int idb_secret_open(char **out, const unsigned char key[IDB_SECRET_KEY_BYTES], const char *sealed, idb_err *err)
+{
+	*out = NULL;
+	if (!sealed || strncmp(sealed, "v1:", 3) != 0)
+		return idb_err_set(err, IDB_EINVAL, NULL, "the sealed secret has an unknown format");
+	size_t n = strlen(sealed + 3), blen = 0;
+	unsigned char *box = malloc(n + 1);
+	if (!box)
+		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
+	if (sodium_base642bin(box, n + 1, sealed + 3, n, NULL, &blen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	    blen < crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES) {
+		free(box);
+		return idb_err_set(err, IDB_EINVAL, NULL, "the sealed secret is malformed");
+	}
+	size_t plen = blen - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
+	char *plain = malloc(plen + 1);
+	if (!plain) {
+		free(box);
+		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
+	}
+	if (crypto_secretbox_open_easy((unsigned char *)plain, box + crypto_secretbox_NONCEBYTES,
+				       blen - crypto_secretbox_NONCEBYTES, box, key) != 0) {
+		free(box);
+		free(plain);
+		return idb_err_set(err, IDB_EINVAL, NULL,
+				   "the sealed secret cannot be opened with this deployment's secret key");
+	}
+	plain[plen] = '\0';
+	free(box);
+	*out = plain;
 	return 0;
 }

@@ -12,6 +12,14 @@
  * exists but is not exactly 32 bytes, or is readable by others. */
 int idb_keyfile_load(const char *path, unsigned char out[IDB_SECRET_KEY_BYTES], idb_err *err);
 
+/* Seals a secret at rest (libsodium crypto_secretbox, random nonce) with the
+ * deployment key: *out (malloc'd, caller frees) is "v1:" + base64 of
+ * nonce || ciphertext. */
+int idb_secret_seal(char **out, const unsigned char key[IDB_SECRET_KEY_BYTES], const char *plaintext, idb_err *err);
+/* Opens what idb_secret_seal made: *out is malloc'd (the caller wipes and
+ * frees it). IDB_EINVAL when it is malformed or was sealed with another key. */
+int idb_secret_open(char **out, const unsigned char key[IDB_SECRET_KEY_BYTES], const char *sealed, idb_err *err);
+
 /* mkdir -p of the directory part of path (mode 0700 for new ones). */
 int idb_mkdir_parent(const char *path, idb_err *err);
 

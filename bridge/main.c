@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <sodium.h>
 
 #include "app.h"
@@ -16,6 +17,7 @@
 #include "log.h"
 #include "maintenance.h"
 #include "presets.h"
+#include "oidc.h"
 #include "saml.h"
 #include "store.h"
 #include "util.h"
@@ -99,6 +101,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	app.presets = presets;
+	if (idb_oidc_global_init(&err) != 0 || idb_oidc_open(&app.oidc, cfg, presets, secret, &err) != 0) {
+		idb_log_error("%s", err.msg);
+		goto out;
+	}
 	if (idb_saml_global_init(&err) != 0 || idb_saml_open(&app.saml, cfg, presets, &err) != 0) {
 		idb_log_error("%s%s%s", err.field, err.field[0] ? ": " : "", err.msg);
 		goto out;
@@ -145,6 +151,8 @@ out:
 	idb_saml_free(app.saml);
 	idb_saml_global_shutdown();
 	idb_presets_free(presets);
+	idb_oidc_free(app.oidc);
+	curl_global_cleanup();
 	sodium_memzero(secret, sizeof(secret));
 	idb_config_free(cfg);
 	if (exit_code == 0)

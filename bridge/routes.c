@@ -2,6 +2,7 @@
 /* The one route table: method, path pattern, handler, authentication, body
  * limit. */
 #include "api.h"
+#include "oidc.h"
 #include "saml.h"
 #include "roles.h"
 
@@ -25,6 +26,10 @@ const idb_route idb_routes[] = {
 	{"POST", "/sso/saml/{conn}/acs", idb_saml_handle_acs, IDB_AUTH_NONE, 0, KB(4096)},
 	{"GET", "/sso/saml/{conn}/slo", idb_saml_handle_slo, IDB_AUTH_NONE, 0, KB(1)},
 	{"POST", "/sso/saml/{conn}/slo", idb_saml_handle_slo, IDB_AUTH_NONE, 0, KB(256)},
+	/* OpenID Connect RP (issue 4) */
+	{"GET", "/sso/oidc/{conn}/login", idb_oidc_handle_login, IDB_AUTH_NONE, 0, KB(1)},
+	{"GET", "/sso/oidc/{conn}/callback", idb_oidc_handle_callback, IDB_AUTH_NONE, 0, KB(1)},
+	{"POST", "/sso/oidc/{conn}/backchannel-logout", idb_oidc_handle_backchannel_logout, IDB_AUTH_NONE, 0, KB(64)},
 	/* IdP connections */
 	{"GET", "/api/v1/connections", idb_api_connections_list, IDB_AUTH_PERM, IDB_PERM_SSO_MANAGE, KB(1)},
 	{"POST", "/api/v1/connections", idb_api_connections_create, IDB_AUTH_PERM, IDB_PERM_SSO_MANAGE, KB(2048)},

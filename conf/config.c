@@ -71,6 +71,15 @@ static const keydef keys[] = {
 	I("saml", "clock_skew_s", saml_clock_skew_s, 120, 0, 3600),
 	S("mapping", "presets_dir", mapping_presets_dir, "", false, false, NULL),
 	I("saml", "metadata_refresh_s", saml_metadata_refresh_s, 3600, 300, 604800),
+	I("oidc", "clock_skew_s", oidc_clock_skew_s, 120, 0, 3600),
+	I("oidc", "http_timeout_ms", oidc_http_timeout_ms, 5000, 100, 60000),
+	I("oidc", "discovery_refresh_s", oidc_discovery_refresh_s, 3600, 10, 604800),
+	I("oidc", "jwks_refresh_s", oidc_jwks_refresh_s, 3600, 10, 604800),
+	I("oidc", "jwks_min_refresh_interval_s", oidc_jwks_min_refresh_interval_s, 60, 1, 86400),
+	I("oidc", "max_token_bytes", oidc_max_token_bytes, 16384, 1024, 1048576),
+	I("oidc", "max_token_age_s", oidc_max_token_age_s, 86400, 60, 31536000),
+	I("oidc", "bearer_cache_ttl_s", oidc_bearer_cache_ttl_s, 300, 0, 3600),
+	I("oidc", "bearer_cache_entries", oidc_bearer_cache_entries, 10000, 0, 10000000),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 #define MAXSEC 16

@@ -63,6 +63,16 @@ typedef struct idb_config {
 	long long saml_metadata_refresh_s;
 	/* mapping */
 	char *mapping_presets_dir;
+	/* oidc */
+	long long oidc_clock_skew_s;
+	long long oidc_http_timeout_ms;
+	long long oidc_discovery_refresh_s;
+	long long oidc_jwks_refresh_s;
+	long long oidc_jwks_min_refresh_interval_s;
+	long long oidc_max_token_bytes;
+	long long oidc_max_token_age_s;
+	long long oidc_bearer_cache_ttl_s;
+	long long oidc_bearer_cache_entries;
 
 	/* Derived at load time (not keys). */
 	char listen_host[64];

@@ -33,26 +33,34 @@ void idb_connection_clear(idb_connection *c)
 	" coalesce(extract(epoch FROM metadata_valid_until)::bigint, 0), metadata_error,"                               \
 	" (extract(epoch FROM updated_at) * 1000000)::bigint"
 
+static int load_row_at(PGresult *res, int r, idb_connection *out, idb_err *err);
+
 static int load_row(PGresult *res, idb_connection *out, idb_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	if (PQntuples(res) != 1)
 		return idb_err_set(err, IDB_ENOTFOUND, NULL, "no such connection");
-	idb_strlcpy(out->id, idb_db_str(res, 0, 0), sizeof(out->id));
-	idb_strlcpy(out->org_id, idb_db_str(res, 0, 1), sizeof(out->org_id));
-	idb_strlcpy(out->slug, idb_db_str(res, 0, 2), sizeof(out->slug));
-	out->name = strdup(idb_db_str(res, 0, 3));
-	idb_strlcpy(out->protocol, idb_db_str(res, 0, 4), sizeof(out->protocol));
-	out->enabled = idb_db_str(res, 0, 5)[0] == 't';
-	out->preset = idb_db_val(res, 0, 6) ? strdup(idb_db_str(res, 0, 6)) : NULL;
-	out->settings = json_loads(idb_db_str(res, 0, 7), 0, NULL);
-	out->jit = json_loads(idb_db_str(res, 0, 8), 0, NULL);
-	out->domains = json_loads(idb_db_str(res, 0, 9), 0, NULL);
-	out->metadata_xml = idb_db_val(res, 0, 10) ? strdup(idb_db_str(res, 0, 10)) : NULL;
-	out->metadata_fetched_at = strtoll(idb_db_str(res, 0, 11), NULL, 10);
-	out->metadata_valid_until = strtoll(idb_db_str(res, 0, 12), NULL, 10);
-	out->metadata_error = idb_db_val(res, 0, 13) ? strdup(idb_db_str(res, 0, 13)) : NULL;
-	out->version = strtoll(idb_db_str(res, 0, 14), NULL, 10);
+	return load_row_at(res, 0, out, err);
+}
+
+static int load_row_at(PGresult *res, int r, idb_connection *out, idb_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	idb_strlcpy(out->id, idb_db_str(res, r, 0), sizeof(out->id));
+	idb_strlcpy(out->org_id, idb_db_str(res, r, 1), sizeof(out->org_id));
+	idb_strlcpy(out->slug, idb_db_str(res, r, 2), sizeof(out->slug));
+	out->name = strdup(idb_db_str(res, r, 3));
+	idb_strlcpy(out->protocol, idb_db_str(res, r, 4), sizeof(out->protocol));
+	out->enabled = idb_db_str(res, r, 5)[0] == 't';
+	out->preset = idb_db_val(res, r, 6) ? strdup(idb_db_str(res, r, 6)) : NULL;
+	out->settings = json_loads(idb_db_str(res, r, 7), 0, NULL);
+	out->jit = json_loads(idb_db_str(res, r, 8), 0, NULL);
+	out->domains = json_loads(idb_db_str(res, r, 9), 0, NULL);
+	out->metadata_xml = idb_db_val(res, r, 10) ? strdup(idb_db_str(res, r, 10)) : NULL;
+	out->metadata_fetched_at = strtoll(idb_db_str(res, r, 11), NULL, 10);
+	out->metadata_valid_until = strtoll(idb_db_str(res, r, 12), NULL, 10);
+	out->metadata_error = idb_db_val(res, r, 13) ? strdup(idb_db_str(res, r, 13)) : NULL;
+	out->version = strtoll(idb_db_str(res, r, 14), NULL, 10);
 	if (!out->name || !out->settings || !out->jit || !out->domains) {
 		idb_connection_clear(out);
 		return idb_err_set(err, IDB_EINTERNAL, NULL, "cannot load connection");
@@ -85,6 +93,34 @@ static bool is_uuid(const char *s)
 		}
 	}
 	return true;
+}
+
+int idb_connection_bearer_candidates(idb_db *db, const char *issuer, idb_connection *out, int max, int *n,
+				     idb_err *err)
+{
+	static const char sql[] = "SELECT " CONN_COLS " FROM idp_connections WHERE protocol = 'oidc' AND enabled"
+				  " AND settings->'oidc'->>'issuer' = $1 AND settings->'oidc'->'accept_bearer' = 'true'::jsonb"
+				  " ORDER BY created_at, id LIMIT $2::int";
+	char lim[16];
+	snprintf(lim, sizeof(lim), "%d", max);
+	const char *p[] = {issuer, lim};
+	*n = 0;
+	PGresult *res = idb_db_query(db, sql, 2, p, err);
+	if (!res)
+		return err ? err->code : IDB_EINTERNAL;
+	int rc = 0;
+	for (int i = 0; i < PQntuples(res) && i < max && rc == 0; i++) {
+		rc = load_row_at(res, i, &out[i], err);
+		if (rc == 0)
+			(*n)++;
+	}
+	PQclear(res);
+	if (rc != 0) {
+		for (int i = 0; i < *n; i++)
+			idb_connection_clear(&out[i]);
+		*n = 0;
+	}
+	return rc;
 }
 
 int idb_connection_get(idb_db *db, const char *org_id, const char *id, idb_connection *out, idb_err *err)
@@ -222,11 +258,22 @@ static void validate_saml(json_t *s, bool create, json_t *errors)
 		field_error(errors, "saml.name_id_format", "must be a NameID format URI");
 }
 
+static bool oidc_alg_ok(const char *a)
+{
+	/* Asymmetric JWS algorithms only: never none, never HS*. */
+	static const char *const ok[] = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"};
+	for (size_t i = 0; a && i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (!strcmp(a, ok[i]))
+			return true;
+	return false;
+}
+
 static void validate_oidc(json_t *o, bool create, json_t *errors)
 {
 	static const char *const keys[] = {"issuer", "client_id", "client_secret", "scopes", "token_endpoint_auth",
 					   "claims_email", "claims_name", "claims_groups", "userinfo", "allowed_algs",
-					   "accept_bearer", "bearer_audience", "redirect_uri", "has_client_secret", NULL};
+					   "accept_bearer", "bearer_audience", "redirect_uri", "has_client_secret",
+					   "backchannel_logout_uri", "post_logout_redirect_uri", NULL};
 	if (!json_is_object(o)) {
 		field_error(errors, "oidc", "must be an object");
 		return;
@@ -238,6 +285,10 @@ static void validate_oidc(json_t *o, bool create, json_t *errors)
 	json_t *cid = json_object_get(o, "client_id");
 	if ((create || cid) && (!json_is_string(cid) || json_string_length(cid) == 0 || json_string_length(cid) > 512))
 		field_error(errors, "oidc.client_id", "is required (1-512 characters)");
+	json_t *sec = json_object_get(o, "client_secret");
+	if (sec && (!json_is_string(sec) || json_string_length(sec) == 0 || json_string_length(sec) > 1024 ||
+		    strlen(json_string_value(sec)) != json_string_length(sec)))
+		field_error(errors, "oidc.client_secret", "must be the client secret (1-1024 characters)");
 	json_t *auth = json_object_get(o, "token_endpoint_auth");
 	if (auth && (!json_is_string(auth) || (strcmp(json_string_value(auth), "client_secret_basic") != 0 &&
 					       strcmp(json_string_value(auth), "client_secret_post") != 0)))
@@ -245,15 +296,49 @@ static void validate_oidc(json_t *o, bool create, json_t *errors)
 	json_t *scopes = json_object_get(o, "scopes");
 	if (scopes) {
 		bool ok = json_is_array(scopes) && json_array_size(scopes) <= 32;
+		bool has_openid = false;
 		size_t i;
 		json_t *v;
-		json_array_foreach(scopes, i, v) ok = ok && json_is_string(v) && json_string_length(v) > 0 &&
-						      json_string_length(v) < 128 && !strpbrk(json_string_value(v), " \"");
+		json_array_foreach(scopes, i, v)
+		{
+			ok = ok && json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < 128 &&
+			     strspn(json_string_value(v), "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+							  "-_.:/") == json_string_length(v);
+			has_openid |= json_is_string(v) && !strcmp(json_string_value(v), "openid");
+		}
 		if (!ok)
 			field_error(errors, "oidc.scopes", "must be a list of scope names");
+		else if (!has_openid)
+			field_error(errors, "oidc.scopes", "must include openid");
+	}
+	static const char *const claim_keys[] = {"claims_email", "claims_name", "claims_groups"};
+	for (size_t i = 0; i < 3; i++) {
+		json_t *v = json_object_get(o, claim_keys[i]);
+		if (v && !json_is_null(v) && (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 256)) {
+			char f[48];
+			snprintf(f, sizeof(f), "oidc.%s", claim_keys[i]);
+			field_error(errors, f, "must be a claim name (1-256 characters)");
+		}
+	}
+	json_t *algs = json_object_get(o, "allowed_algs");
+	if (algs) {
+		bool ok = json_is_array(algs) && json_array_size(algs) > 0 && json_array_size(algs) <= 9;
+		size_t i;
+		json_t *v;
+		json_array_foreach(algs, i, v) ok = ok && oidc_alg_ok(json_string_value(v));
+		if (!ok)
+			field_error(errors, "oidc.allowed_algs",
+				    "must be a non-empty list of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 "
+				    "(never none or HS*)");
 	}
 	check_bool(o, "userinfo", "oidc.", errors);
 	check_bool(o, "accept_bearer", "oidc.", errors);
+	json_t *baud = json_object_get(o, "bearer_audience");
+	if (baud && !json_is_null(baud) &&
+	    (!json_is_string(baud) || json_string_length(baud) == 0 || json_string_length(baud) > 512))
+		field_error(errors, "oidc.bearer_audience", "must be the audience bearer tokens are issued for (1-512 characters)");
+	else if (json_is_true(json_object_get(o, "accept_bearer")) && !json_is_string(baud))
+		field_error(errors, "oidc.bearer_audience", "is required when accept_bearer is on");
 }
 
 static void validate_domains(json_t *d, json_t *errors)
@@ -287,6 +372,7 @@ static void validate_jit(json_t *j, json_t *errors)
 	check_bool(j, "enabled", "jit.", errors);
 	check_bool(j, "sync_groups", "jit.", errors);
 	check_bool(j, "create_missing_groups", "jit.", errors);
+	check_bool(j, "bearer_provisioning", "jit.", errors);
 	json_t *rules = json_object_get(j, "role_rules");
 	if (rules) {
 		if (!json_is_array(rules) || json_array_size(rules) > 200) {
@@ -369,7 +455,8 @@ int idb_connection_validate(const json_t *in, const idb_connection *base, json_t
 		if (proto) {
 			static const char *const derived[] = {"sp_entity_id", "acs_url", "metadata_url", "slo_url",
 							      "idp_entity_id", "metadata_status", "has_client_secret",
-							      "redirect_uri"};
+							      "redirect_uri", "backchannel_logout_uri",
+							      "post_logout_redirect_uri"};
 			for (size_t i = 0; i < sizeof(derived) / sizeof(derived[0]); i++)
 				json_object_del(proto, derived[i]);
 		}
@@ -380,6 +467,13 @@ int idb_connection_validate(const json_t *in, const idb_connection *base, json_t
 		const char *np = json_string_value(json_object_get(in, "protocol"));
 		if (np && strcmp(np, base->protocol) != 0)
 			field_error(errors, "protocol", "cannot be changed; create a new connection");
+		/* Users are keyed on (connection, sub): another issuer's subjects
+		 * must never land on this connection's accounts. */
+		const char *niss = json_string_value(json_object_get(json_object_get(in, "oidc"), "issuer"));
+		const char *biss = idb_connection_str(base, "oidc", "issuer");
+		if (niss && biss && strcmp(niss, biss) != 0)
+			field_error(errors, "oidc.issuer", "cannot be changed (accounts are linked to this issuer's subjects); "
+							  "create a new connection");
 		merge_obj(o, in);
 	} else {
 		o = json_deep_copy(in);
@@ -643,6 +737,11 @@ json_t *idb_connection_to_json(const idb_connection *c)
 	if (!strcmp(c->protocol, "saml") && c->metadata_xml)
 		json_object_set_new(proto, "idp_metadata_xml", json_string(c->metadata_xml));
 	json_object_del(proto, "client_secret"); /* sealed; never returned */
+	if (!strcmp(c->protocol, "oidc")) {
+		json_object_set_new(proto, "has_client_secret",
+				    json_boolean(json_is_string(json_object_get(proto, "client_secret_sealed"))));
+		json_object_del(proto, "client_secret_sealed");
+	}
 	json_t *o = json_pack("{ss ss ss ss sb ss? so sO sO}", "id", c->id, "slug", c->slug, "name", c->name,
 			      "protocol", c->protocol, "enabled", c->enabled, "preset",
 			      c->preset, c->protocol, proto, "allowed_domains",

@@ -37,6 +37,11 @@ void idb_connection_clear(idb_connection *c);
  * IDB_ENOTFOUND when absent. out is cleared with idb_connection_clear. */
 int idb_connection_by_slug(idb_db *db, const char *slug, idb_connection *out, idb_err *err);
 int idb_connection_get(idb_db *db, const char *org_id, const char *id, idb_connection *out, idb_err *err);
+/* Enabled OIDC connections with accept_bearer on whose issuer is exactly
+ * issuer, oldest first, at most max; *n of out[] filled (each cleared with
+ * idb_connection_clear). */
+int idb_connection_bearer_candidates(idb_db *db, const char *issuer, idb_connection *out, int max, int *n,
+				     idb_err *err);
 /* Current version of a connection (to refresh caches cheaply). */
 int idb_connection_version(idb_db *db, const char *id, int64_t *out, idb_err *err);
 /* All connections of org_id as a JSON array of ids (new reference). */

@@ -58,6 +58,21 @@ static int find_identity(idb_db *db, const idb_connection *c, const char *subjec
 	return rc;
 }
 
+int idb_jit_identity_user(idb_db *db, const char *connection_id, const char *subject, char out_user[37],
+			  idb_err *err)
+{
+	static const char sql[] = "SELECT user_id FROM identities WHERE connection_id = $1::uuid AND subject = $2";
+	const char *p[] = {connection_id, subject};
+	PGresult *res = idb_db_query(db, sql, 2, p, err);
+	if (!res)
+		return err ? err->code : IDB_EINTERNAL;
+	int rc = PQntuples(res) == 1 ? 0 : idb_err_set(err, IDB_ENOTFOUND, NULL, "no identity link");
+	if (rc == 0)
+		idb_strlcpy(out_user, idb_db_str(res, 0, 0), 37);
+	PQclear(res);
+	return rc;
+}
+
 static int find_user_by_email(idb_db *db, const char *org_id, const char *email, char out_user[37], idb_err *err)
 {
 	static const char sql[] =

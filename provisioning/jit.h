@@ -48,6 +48,11 @@ typedef struct idb_jit_opts {
 int idb_jit_provision(idb_db *db, const idb_connection *c, const idb_identity *id, const idb_profile *p,
 		      const char *ip, const idb_jit_opts *opts, idb_jit_result *out, idb_err *err);
 
+/* The user an identity link (connection, subject) points to, without
+ * provisioning anything: IDB_ENOTFOUND when there is no link. */
+int idb_jit_identity_user(idb_db *db, const char *connection_id, const char *subject, char out_user[37],
+			  idb_err *err);
+
 /* Records a login refused before JIT ran (bad signature, replay, …) against
  * the connection's organisation. */
 int idb_jit_record_failure(idb_db *db, const idb_connection *c, const char *reason, const char *detail,
