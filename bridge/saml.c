@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <curl/curl.h>
 #include <lasso/lasso.h>
 #include <lasso/xml/misc_text_node.h>
 #include <lasso/xml/tools.h>
@@ -26,6 +27,8 @@
 #include <lasso/xml/saml-2.0/saml2_subject_confirmation.h>
 #include <lasso/xml/saml-2.0/saml2_subject_confirmation_data.h>
 #include <libxml/tree.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <sodium.h>
 #include <xmlsec/io.h>
 
@@ -58,6 +61,7 @@ typedef struct saml_entry {
 
 struct idb_saml {
 	const idb_config *cfg;
+	EVP_PKEY *sign_key; /* parsed once: lasso would re-read (and leak) it per message */
 	const idb_presets *presets;
 	char *key_pem, *cert_pem, *cert_body;
 	pthread_mutex_t mu;
@@ -108,6 +112,13 @@ int idb_saml_open(idb_saml **out, const idb_config *cfg, const idb_presets *pres
 	int rc = idb_saml_keys_load(cfg->saml_sp_key_file, cfg->saml_sp_cert_file, cn, &s->key_pem, &s->cert_pem, err);
 	if (rc == 0 && !(s->cert_body = idb_pem_cert_body(s->cert_pem)))
 		rc = idb_err_set(err, IDB_EINVAL, "saml.sp_cert_file", "the SP certificate is not PEM");
+	if (rc == 0) {
+		BIO *b = BIO_new_mem_buf(s->key_pem, -1);
+		s->sign_key = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+		BIO_free(b);
+		if (!s->sign_key)
+			rc = idb_err_set(err, IDB_EINVAL, "saml.sp_key_file", "the SP key is not a PEM private key");
+	}
 	if (rc != 0) {
 		idb_saml_free(s);
 		return rc;
@@ -133,6 +144,7 @@ void idb_saml_free(idb_saml *s)
 		entry_release(e);
 	}
 	pthread_mutex_destroy(&s->mu);
+	EVP_PKEY_free(s->sign_key);
 	if (s->key_pem)
 		sodium_memzero(s->key_pem, strlen(s->key_pem));
 	free(s->key_pem);
@@ -345,6 +357,43 @@ done:
 	return rc;
 }
 
+/* HTTP-Redirect binding signature (SAML bindings §3.4.4.1) over
+ * "SAMLRequest=…[&RelayState=…]&SigAlg=…" exactly as they appear in the URL
+ * lasso built unsigned. Returns the signed URL (malloc'd) or NULL. */
+static char *sign_redirect(const idb_saml *s, const char *url)
+{
+	static const char sigalg[] = "SigAlg=http%3A%2F%2Fwww.w3.org%2F2001%2F04%2Fxmldsig-more%23rsa-sha256";
+	const char *q = url ? strchr(url, '?') : NULL;
+	if (!q || strstr(q, "SigAlg=") || strstr(q, "Signature=")) {
+		idb_log_error("lasso produced an already signed redirect; refusing to sign it twice");
+		return NULL;
+	}
+	size_t qlen = strlen(q + 1);
+	char *signed_part = malloc(qlen + sizeof(sigalg) + 2);
+	if (!signed_part)
+		return NULL;
+	snprintf(signed_part, qlen + sizeof(sigalg) + 2, "%s&%s", q + 1, sigalg);
+	unsigned char sig[1024];
+	size_t siglen = sizeof(sig);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	bool ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, s->sign_key) == 1 &&
+		  EVP_DigestSign(md, sig, &siglen, (const unsigned char *)signed_part, strlen(signed_part)) == 1;
+	EVP_MD_CTX_free(md);
+	char *out = NULL;
+	if (ok) {
+		char b64[1400];
+		sodium_bin2base64(b64, sizeof(b64), sig, siglen, sodium_base64_VARIANT_ORIGINAL);
+		char *esc = curl_easy_escape(NULL, b64, 0);
+		size_t n = (size_t)(q - url) + 1 + strlen(signed_part) + 11 + (esc ? strlen(esc) : 0) + 1;
+		out = esc ? malloc(n) : NULL;
+		if (out)
+			snprintf(out, n, "%.*s?%s&Signature=%s", (int)(q - url), url, signed_part, esc);
+		curl_free(esc);
+	}
+	free(signed_part);
+	return out;
+}
+
 /* --- shared request helpers --- */
 
 static int load_connection(idb_req *req, idb_connection *c, idb_err *err)
@@ -415,6 +464,7 @@ int idb_saml_handle_login(idb_req *req)
 	char relay[32], acs[1024];
 	idb_random_token(relay, sizeof(relay), 18);
 	sp_url(app->cfg, c.slug, "acs", acs, sizeof(acs));
+	lasso_profile_set_signature_hint(profile, LASSO_PROFILE_SIGNATURE_HINT_FORBID);
 	rc = lasso_login_init_authn_request(login, e->idp_entity, LASSO_HTTP_METHOD_REDIRECT);
 	char *redirect = NULL;
 	if (rc == 0) {
@@ -431,7 +481,8 @@ int idb_saml_handle_login(idb_req *req)
 		}
 		ar->ForceAuthn = idb_connection_flag(&c, "saml", "force_authn", false);
 		profile->msg_relayState = g_strdup(relay);
-		lasso_profile_set_signature_hint(profile, LASSO_PROFILE_SIGNATURE_HINT_FORCE);
+		/* lasso builds the message; idbridge signs the redirect itself. */
+		lasso_profile_set_signature_hint(profile, LASSO_PROFILE_SIGNATURE_HINT_FORBID);
 		rc = lasso_login_build_authn_request_msg(login);
 	}
 	if (rc == 0) {
@@ -445,8 +496,8 @@ int idb_saml_handle_login(idb_req *req)
 		 * no login (fail closed). */
 		if (!txt || idb_cache_set(app->cache, key, txt, RELAY_TTL_S, &err) != 0)
 			rc = -1;
-		else
-			redirect = g_strdup(profile->msg_url);
+		else if (!(redirect = sign_redirect(app->saml, profile->msg_url)))
+			idb_log_error("cannot sign the AuthnRequest for %s", c.slug);
 		free(txt);
 		if (rc != 0) {
 			lasso_login_destroy(login);
@@ -464,7 +515,7 @@ int idb_saml_handle_login(idb_req *req)
 	if (!redirect)
 		return idb_sso_fail(req, 500, "internal", "Sign-in unavailable", "The sign-in request could not be built.");
 	idb_resp_redirect(req, 303, redirect);
-	g_free(redirect);
+	free(redirect);
 	return 0;
 }
 
@@ -968,12 +1019,14 @@ int idb_saml_handle_slo(idb_req *req)
 		free(dump);
 		if (nid && nid->content)
 			end_idp_sessions(app, c.id, nid->content, lr && lr->SessionIndex ? lr->SessionIndex : NULL);
+		/* lasso would sign (and leak a key per message): idbridge signs. */
+		lasso_profile_set_signature_hint(profile, LASSO_PROFILE_SIGNATURE_HINT_FORBID);
 		rc = lasso_logout_validate_request(lo);
 		if (rc != 0)
 			idb_log_info("SAML LogoutRequest on %s: %s (our sessions were ended anyway)", c.slug, lasso_strerror(rc));
 		rc = lasso_logout_build_response_msg(lo);
 		if (rc == 0 && profile->msg_url)
-			redirect = g_strdup(profile->msg_url);
+			redirect = sign_redirect(app->saml, profile->msg_url);
 		else
 			idb_log_warn("cannot build the LogoutResponse on %s: %s", c.slug, lasso_strerror(rc));
 	} else if (is_response) {
@@ -988,7 +1041,7 @@ int idb_saml_handle_slo(idb_req *req)
 		}
 		if (rc != 0 && rc != LASSO_LOGOUT_ERROR_UNKNOWN_PRINCIPAL && rc != LASSO_PROFILE_ERROR_SESSION_NOT_FOUND)
 			idb_log_info("SAML LogoutResponse on %s: %s", c.slug, lasso_strerror(rc));
-		redirect = g_strdup(target && idb_return_to_allowed(app->cfg, target) ? target : "/login");
+		redirect = strdup(target && idb_return_to_allowed(app->cfg, target) ? target : "/login");
 		free(target);
 	} else {
 		idb_sso_fail(req, 400, "saml-logout-invalid", "Sign-out failed", "No SAMLRequest or SAMLResponse was given.");
@@ -998,7 +1051,7 @@ int idb_saml_handle_slo(idb_req *req)
 		idb_resp_redirect(req, 303, redirect);
 	else
 		idb_resp_redirect(req, 303, "/login");
-	g_free(redirect);
+	free(redirect);
 done:
 	lasso_logout_destroy(lo);
 	entry_put(app->saml, e);
@@ -1026,15 +1079,15 @@ void idb_saml_logout_redirect(idb_req *req, const char *session_hash, char **red
 		LassoProfile *profile = LASSO_PROFILE(lo);
 		char relay[32];
 		idb_random_token(relay, sizeof(relay), 18);
+		lasso_profile_set_signature_hint(profile, LASSO_PROFILE_SIGNATURE_HINT_FORBID);
 		if (lasso_profile_set_session_from_dump(profile, dump) == 0 &&
 		    lasso_logout_init_request(lo, e->idp_entity, LASSO_HTTP_METHOD_REDIRECT) == 0) {
 			profile->msg_relayState = g_strdup(relay);
-			lasso_profile_set_signature_hint(profile, LASSO_PROFILE_SIGNATURE_HINT_FORCE);
 			if (lasso_logout_build_request_msg(lo) == 0 && profile->msg_url) {
 				char key[96];
 				snprintf(key, sizeof(key), "idb:saml:slo:%s", relay);
 				(void)idb_cache_set(app->cache, key, "/login", RELAY_TTL_S, NULL);
-				*redirect_out = strdup(profile->msg_url);
+				*redirect_out = sign_redirect(app->saml, profile->msg_url);
 			}
 		}
 		lasso_logout_destroy(lo);

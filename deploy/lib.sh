@@ -19,6 +19,7 @@ IDB_APT_PACKAGES=(
     # tests
     python3-pytest python3-requests python3-lasso python3-pysaml2 python3-jwcrypto
     python3-psycopg2 python3-aiosmtpd xmlsec1 openssl wrk nginx-light chromium
+    python3-lxml python3-xmlsec
     nodejs npm
     # tools used by these scripts
     curl procps iproute2 util-linux
