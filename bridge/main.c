@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: AGPL-3.0-or-later */
 /* idbridge: start-up in order (log -> config -> crypto -> store -> cache ->
- * http), wait for SIGTERM/SIGINT, drain, shut down in reverse. */
+ * outbox sender -> http), wait for SIGTERM/SIGINT, drain, shut down in
+ * reverse. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <sodium.h>
 
 #include "app.h"
@@ -14,6 +16,7 @@
 #include "http.h"
 #include "keyfile.h"
 #include "log.h"
+#include "outbox.h"
 #include "store.h"
 #include "util.h"
 
@@ -73,6 +76,8 @@ int main(int argc, char **argv)
 	idb_config *cfg = NULL;
 	idb_app app = {0};
 	idb_http *http = NULL;
+	idb_outbox *outbox = NULL;
+	bool curl_ready = false;
 	unsigned char secret[IDB_SECRET_KEY_BYTES];
 
 	if (idb_config_load(&cfg, config_path, &err) != 0) {
@@ -85,6 +90,12 @@ int main(int argc, char **argv)
 		idb_log_error("libsodium initialisation failed");
 		goto out;
 	}
+	/* Before any thread exists: curl_global_init is not thread-safe. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		idb_log_error("libcurl initialisation failed");
+		goto out;
+	}
+	curl_ready = true;
 	if (idb_keyfile_load(cfg->secret_key_file, secret, &err) != 0) {
 		idb_log_error("%s: %s", err.field, err.msg);
 		goto out;
@@ -103,6 +114,10 @@ int main(int argc, char **argv)
 		idb_log_error("%s", err.msg);
 		goto out;
 	}
+	if (idb_outbox_start(&outbox, &app, &err) != 0) {
+		idb_log_error("%s", err.msg);
+		goto out;
+	}
 	if (idb_http_start(&http, &app, &err) != 0) {
 		idb_log_error("%s: %s", err.field, err.msg);
 		goto out;
@@ -118,11 +133,14 @@ int main(int argc, char **argv)
 	exit_code = 0;
 out:
 	idb_http_stop(http, 0);
+	idb_outbox_stop(outbox);
 	idb_cache_thread_cleanup();
 	idb_cache_free(app.cache);
 	idb_store_free(app.store);
 	sodium_memzero(secret, sizeof(secret));
 	idb_config_free(cfg);
+	if (curl_ready)
+		curl_global_cleanup();
 	if (exit_code == 0)
 		idb_log_info("stopped");
 	return exit_code;

@@ -195,21 +195,28 @@ int idb_session_end_user(idb_app *app, const char *user_id, idb_err *err)
 	idb_store_release(db);
 	if (rc != 0)
 		return rc;
-	if (n > 0) {
-		char(*keys)[80] = calloc((size_t)n, 80);
-		const char **kp = calloc((size_t)n, sizeof(char *));
+	idb_session_uncache(app, (const char(*)[65])hashes, (size_t)n);
+	free(hashes);
+	return 0;
+}
+
+void idb_session_uncache(idb_app *app, const char (*hashes)[65], size_t n)
+{
+	/* DEL in batches so one command stays small. */
+	for (size_t off = 0; off < n; off += 256) {
+		size_t m = n - off < 256 ? n - off : 256;
+		char(*keys)[80] = calloc(m, 80);
+		const char **kp = calloc(m, sizeof(char *));
 		if (keys && kp) {
-			for (int i = 0; i < n; i++) {
-				cache_key(keys[i], hashes[i]);
+			for (size_t i = 0; i < m; i++) {
+				cache_key(keys[i], hashes[off + i]);
 				kp[i] = keys[i];
 			}
-			if (idb_cache_del(app->cache, kp, n, NULL) != 0)
-				idb_log_warn("could not drop %d cached sessions of user %s; they expire within %llds", n,
-					     user_id, app->cfg->session_cache_ttl_s);
+			if (idb_cache_del(app->cache, kp, (int)m, NULL) != 0)
+				idb_log_warn("could not drop %zu cached sessions; they expire within %llds", m,
+					     app->cfg->session_cache_ttl_s);
 		}
 		free(kp);
 		free(keys);
 	}
-	free(hashes);
-	return 0;
 }
