@@ -56,6 +56,39 @@ static char *like_pattern(const char *q)
 	return out;
 }
 
+/* Largest candidate set that is sorted rather than walked in order. */
+#define CANDIDATE_MAX 7000
+#define TEXT_CANDIDATE_MAX 2000
+
+static int count_limited(idb_db *db, const char *sql, int n, const char *const *p, long *out, idb_err *err)
+{
+	PGresult *res = idb_db_query(db, sql, n, p, err);
+	if (!res)
+		return err ? err->code : IDB_EINTERNAL;
+	*out = strtol(idb_db_str(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return 0;
+}
+
+static int count_group(idb_db *db, const char *group_id, long *out, idb_err *err)
+{
+	static const char sql[] = "SELECT count(*) FROM (SELECT 1 FROM memberships WHERE group_id = $1::uuid"
+				  " LIMIT 7001) s";
+	const char *p[] = {group_id};
+	return count_limited(db, sql, 1, p, out, err);
+}
+
+static int count_login(idb_db *db, const char *org_id, const char *after, const char *before, long *out,
+		       idb_err *err)
+{
+	static const char sql[] =
+		"SELECT count(*) FROM (SELECT 1 FROM users WHERE org_id = $1::uuid"
+		" AND last_login_at >= coalesce(to_timestamp($2::double precision), '-infinity')"
+		" AND last_login_at < coalesce(to_timestamp($3::double precision), 'infinity') LIMIT 7001) s";
+	const char *p[] = {org_id, after, before};
+	return count_limited(db, sql, 3, p, out, err);
+}
+
 int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, json_t **out, idb_err *err)
 {
 	*out = NULL;
@@ -87,19 +120,89 @@ int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, jso
 			return rc == IDB_ENOTFOUND ? idb_err_set(err, IDB_EINVAL, "group", "Group not found") : rc;
 	}
 
-	/* Assembled from static fragments only; every value is a parameter.
-	 * The inner query picks the page by the (org_id, lower(email), id)
-	 * index; the JSON is built for those rows only. */
+	/* A page is normally read in (lower(email), id) order from the index,
+	 * filtering as it goes: quick while matches are dense. For a sparse
+	 * group or last-login range that walk would visit many rows, so when
+	 * the filter's own index says it has at most CANDIDATE_MAX rows, those
+	 * candidates are materialised first and sorted instead. */
+	enum { DRIVE_ORDER, DRIVE_GROUP, DRIVE_LOGIN, DRIVE_TEXT } drive = DRIVE_ORDER;
 	char after_s[24], before_s[24], lim_s[16];
+	if (f->last_login_after)
+		snprintf(after_s, sizeof(after_s), "%lld", (long long)after);
+	if (f->last_login_before)
+		snprintf(before_s, sizeof(before_s), "%lld", (long long)before);
+	long best = CANDIDATE_MAX + 1;
+	if (f->group) {
+		long n;
+		if ((rc = count_group(db, group_id, &n, err)) != 0)
+			return rc;
+		if (n < best) {
+			best = n;
+			drive = DRIVE_GROUP;
+		}
+	}
+	if (f->last_login_after || f->last_login_before) {
+		long n;
+		if ((rc = count_login(db, org_id, f->last_login_after ? after_s : NULL,
+				      f->last_login_before ? before_s : NULL, &n, err)) != 0)
+			return rc;
+		if (n < best) {
+			best = n;
+			drive = DRIVE_LOGIN;
+		}
+	}
+
 	char *pattern = f->q ? like_pattern(f->q) : NULL;
 	if (f->q && !pattern)
 		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
+	/* Text matches cluster in e-mail order (a first name is a prefix), so
+	 * an ordered walk may pass most of the table before the first match:
+	 * below TEXT_CANDIDATE_MAX matches the trigram index drives instead.
+	 * The probe is planned for the actual pattern (ad hoc). */
+	if (pattern && best > TEXT_CANDIDATE_MAX && strlen(f->q) >= 3) {
+		static const char probe[] = "SELECT count(*) FROM (SELECT 1 FROM users u WHERE u.org_id = $1::uuid"
+					    " AND (lower(u.email) LIKE lower($2) OR lower(u.name) LIKE lower($2))"
+					    " LIMIT 2001) s";
+		const char *pp[] = {org_id, pattern};
+		PGresult *res = idb_db_query_adhoc(db, probe, 2, pp, err);
+		if (!res) {
+			free(pattern);
+			return err ? err->code : IDB_EINTERNAL;
+		}
+		if (strtol(idb_db_str(res, 0, 0), NULL, 10) <= TEXT_CANDIDATE_MAX)
+			drive = DRIVE_TEXT;
+		PQclear(res);
+	}
+
+	/* Assembled from static fragments only; every value is a parameter.
+	 * The inner query picks the page; the JSON is built for those rows. */
 	const char *p[12];
-	int np = 0;
+	int np = 0, pat_n = 0;
 	sqlbuf b = {.n = 0};
-	sql_add(&b, "SELECT idb_user_json(u)::text, k.e, k.id FROM (SELECT u.id, lower(u.email) AS e FROM users u"
-		    " WHERE u.org_id = $%d::uuid", ++np);
-	p[np - 1] = org_id;
+	p[np++] = org_id; /* $1 */
+	if (drive == DRIVE_GROUP) {
+		sql_add(&b, "WITH c AS MATERIALIZED (SELECT DISTINCT user_id AS id FROM memberships"
+			    " WHERE group_id = $%d::uuid) ", ++np);
+		p[np - 1] = group_id;
+	} else if (drive == DRIVE_LOGIN) {
+		sql_add(&b, "WITH c AS MATERIALIZED (SELECT id FROM users WHERE org_id = $1::uuid");
+		if (f->last_login_after) {
+			sql_add(&b, " AND last_login_at >= to_timestamp($%d::double precision)", ++np);
+			p[np - 1] = after_s;
+		}
+		if (f->last_login_before) {
+			sql_add(&b, " AND last_login_at < to_timestamp($%d::double precision)", ++np);
+			p[np - 1] = before_s;
+		}
+		sql_add(&b, ") ");
+	} else if (drive == DRIVE_TEXT) {
+		pat_n = ++np;
+		p[np - 1] = pattern;
+		sql_add(&b, "WITH c AS MATERIALIZED (SELECT id FROM users WHERE org_id = $1::uuid"
+			    " AND (lower(email) LIKE lower($%d) OR lower(name) LIKE lower($%d))) ", pat_n, pat_n);
+	}
+	sql_add(&b, "SELECT idb_user_json(u)::text, k.e, k.id FROM (SELECT u.id, lower(u.email) AS e FROM %s"
+		    " WHERE u.org_id = $1::uuid", drive == DRIVE_ORDER ? "users u" : "c JOIN users u ON u.id = c.id");
 	if (f->status) {
 		sql_add(&b, " AND u.status = $%d::user_status", ++np);
 		p[np - 1] = f->status;
@@ -110,25 +213,23 @@ int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, jso
 		sql_add(&b, " AND u.role = $%d::user_role", ++np);
 		p[np - 1] = f->role;
 	}
-	if (f->group) {
+	if (f->group && drive != DRIVE_GROUP) {
 		sql_add(&b, " AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = u.id AND m.group_id = $%d::uuid)",
 			++np);
 		p[np - 1] = group_id;
 	}
-	if (f->last_login_after) {
-		snprintf(after_s, sizeof(after_s), "%lld", (long long)after);
+	if (f->last_login_after && drive != DRIVE_LOGIN) {
 		sql_add(&b, " AND u.last_login_at >= to_timestamp($%d::double precision)", ++np);
 		p[np - 1] = after_s;
 	}
-	if (f->last_login_before) {
-		snprintf(before_s, sizeof(before_s), "%lld", (long long)before);
+	if (f->last_login_before && drive != DRIVE_LOGIN) {
 		sql_add(&b, " AND u.last_login_at < to_timestamp($%d::double precision)", ++np);
 		p[np - 1] = before_s;
 	}
-	if (pattern) {
-		sql_add(&b, " AND (lower(u.email) LIKE lower($%d)", ++np);
-		sql_add(&b, " OR lower(u.name) LIKE lower($%d))", np);
+	if (pattern && drive != DRIVE_TEXT) {
+		pat_n = ++np;
 		p[np - 1] = pattern;
+		sql_add(&b, " AND (lower(u.email) LIKE lower($%d) OR lower(u.name) LIKE lower($%d))", pat_n, pat_n);
 	}
 	if (f->cursor) {
 		sql_add(&b, " AND (lower(u.email), u.id) > ($%d", ++np);

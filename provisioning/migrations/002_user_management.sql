@@ -10,6 +10,8 @@ CREATE INDEX users_email_trgm_idx ON users USING gin (lower(email) gin_trgm_ops)
 CREATE INDEX users_name_trgm_idx ON users USING gin (lower(name) gin_trgm_ops);
 -- The list's stable order and its cursor: (lower(email), id) within an org.
 CREATE INDEX users_org_email_order_idx ON users (org_id, lower(email), id);
+-- The same order per status: status=deleted / pending pages without a scan.
+CREATE INDEX users_org_status_email_idx ON users (org_id, status, lower(email), id);
 -- Activation restores exactly the keys a deactivation disabled.
 CREATE INDEX api_keys_user_disabled_idx ON api_keys (user_id) WHERE disabled_at IS NOT NULL;
 
