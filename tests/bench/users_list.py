@@ -186,8 +186,12 @@ def run(d, db, org, key, counts):
 
 def explain(db, org_id, team, iso):
     tiny = db.value("SELECT id::text FROM groups WHERE name = 'Tiny' AND org_id = %s", org_id)
-    """EXPLAIN ANALYZE of the inner page query the daemon builds
-    (provisioning/admin_users.c), to show which indexes serve each filter."""
+    """EXPLAIN ANALYZE of the single-query form of the page query
+    (provisioning/admin_users.c), to show which indexes serve each filter.
+    The daemon first probes a group, last-login range or text filter with
+    its own index and, for small sets, materialises the candidates instead
+    (WITH c AS MATERIALIZED …), so for those rows the plan shown here is the
+    alternative it avoided."""
     inner = ("SELECT u.id, lower(u.email) AS e FROM users u WHERE u.org_id = %(org)s::uuid {where}"
              " ORDER BY lower(u.email), u.id LIMIT 51")
     cases = [
@@ -203,7 +207,8 @@ def explain(db, org_id, team, iso):
         ("q=.123456@", "AND u.status <> 'deleted' AND (lower(u.email) LIKE '%%.123456@%%'"
          " OR lower(u.name) LIKE '%%.123456@%%')", {}),
     ]
-    print("\nPlans (EXPLAIN ANALYZE, inner page query):")
+    print("\nPlans (EXPLAIN ANALYZE, single-query form; small group/last-login/text sets are driven"
+          " from their own index instead):")
     for title, where, params in cases:
         params = dict(params, org=org_id)
         with db.conn().cursor() as c:
