@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "api.h"
 #include "auth.h"
 #include "authz.h"
@@ -57,17 +58,24 @@ static const char login_page[] =
 
 static int login_page_resp(idb_req *req, unsigned status, const char *error, const char *return_to)
 {
-	char err_html[400] = "", esc_err[300], esc_rt[2100];
+	char err_html[700] = "";
 	if (error) {
-		idb_html_escape(esc_err, sizeof(esc_err), error);
-		snprintf(err_html, sizeof(err_html), "<p class=err role=alert>%s</p>", esc_err);
+		char *esc_err = idb_html_escape(error);
+		snprintf(err_html, sizeof(err_html), "<p class=err role=alert>%.600s</p>", esc_err ? esc_err : "");
+		free(esc_err);
 	}
-	idb_html_escape(esc_rt, sizeof(esc_rt), return_to && idb_return_to_allowed(idb_req_app(req)->cfg, return_to) ? return_to : "/");
+	char *esc_rt = idb_html_escape(
+		return_to && idb_return_to_allowed(idb_req_app(req)->cfg, return_to) ? return_to : "/");
+	if (!esc_rt)
+		return IDB_EINTERNAL;
 	size_t cap = sizeof(login_page) + strlen(err_html) + strlen(esc_rt);
 	char *page = malloc(cap);
-	if (!page)
+	if (!page) {
+		free(esc_rt);
 		return IDB_EINTERNAL;
+	}
 	int n = snprintf(page, cap, login_page, err_html, esc_rt);
+	free(esc_rt);
 	idb_resp_header(req, "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'");
 	idb_resp_body(req, status, "text/html; charset=utf-8", page, (size_t)n);
 	free(page);

@@ -33,6 +33,26 @@ static int principal_for(idb_app *app, const char *user_id, idb_auth_ctx *ctx, i
 	return 0;
 }
 
+void idb_auth_apikey_uncache(idb_app *app, const char (*key_hashes)[65], size_t n)
+{
+	for (size_t off = 0; off < n; off += 256) {
+		size_t m = n - off < 256 ? n - off : 256;
+		char(*keys)[80] = calloc(m, 80);
+		const char **kp = calloc(m, sizeof(char *));
+		if (keys && kp) {
+			for (size_t i = 0; i < m; i++) {
+				snprintf(keys[i], 80, "idb:akey:%s", key_hashes[off + i]);
+				kp[i] = keys[i];
+			}
+			if (idb_cache_del(app->cache, kp, (int)m, NULL) != 0)
+				idb_log_warn("could not drop %zu cached API keys; they expire within %ds", m,
+					     APIKEY_CACHE_TTL_S);
+		}
+		free(kp);
+		free(keys);
+	}
+}
+
 /* API keys: cached as idb:akey:<sha256> -> {k,u,o,s,x}. */
 static int resolve_apikey(idb_app *app, const char *key, idb_auth_ctx *ctx, idb_err *err)
 {

@@ -59,3 +59,23 @@ void idb_authz_invalidate(idb_app *app, const char *user_id)
 		idb_log_warn("could not drop cached permissions of user %s; the entry expires within %llds", user_id,
 			     app->cfg->permission_cache_ttl_s);
 }
+
+void idb_authz_invalidate_many(idb_app *app, const char (*user_ids)[37], size_t n)
+{
+	for (size_t off = 0; off < n; off += 256) {
+		size_t m = n - off < 256 ? n - off : 256;
+		char(*keys)[64] = calloc(m, 64);
+		const char **kp = calloc(m, sizeof(char *));
+		if (keys && kp) {
+			for (size_t i = 0; i < m; i++) {
+				perm_key(keys[i], user_ids[off + i]);
+				kp[i] = keys[i];
+			}
+			if (idb_cache_del(app->cache, kp, (int)m, NULL) != 0)
+				idb_log_warn("could not drop %zu cached permission sets; they expire within %llds", m,
+					     app->cfg->permission_cache_ttl_s);
+		}
+		free(kp);
+		free(keys);
+	}
+}

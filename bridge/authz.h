@@ -6,6 +6,8 @@
 #define IDB_AUTHZ_H
 
 #include "app.h"
+#include <stddef.h>
+
 #include "principal.h"
 
 /* Loads the principal of user_id from the cache or PostgreSQL; the caller
@@ -13,5 +15,7 @@
 int idb_authz_load(idb_app *app, const char *user_id, idb_principal *out, idb_err *err);
 /* Drops the cached permission set of user_id. */
 void idb_authz_invalidate(idb_app *app, const char *user_id);
+/* Same for n users, in batched DELs (group changes touch every member). */
+void idb_authz_invalidate_many(idb_app *app, const char (*user_ids)[37], size_t n);
 
 #endif

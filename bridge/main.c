@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: AGPL-3.0-or-later */
 /* idbridge: start-up in order (log -> config -> crypto -> store -> cache ->
- * http), wait for SIGTERM/SIGINT, drain, shut down in reverse. */
+ * outbox sender -> http), wait for SIGTERM/SIGINT, drain, shut down in
+ * reverse. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "presets.h"
 #include "oidc.h"
 #include "saml.h"
+#include "outbox.h"
 #include "store.h"
 #include "util.h"
 
@@ -80,6 +82,8 @@ int main(int argc, char **argv)
 	idb_http *http = NULL;
 	idb_maintenance *maint = NULL;
 	idb_presets *presets = NULL;
+	idb_outbox *outbox = NULL;
+	bool curl_ready = false;
 	unsigned char secret[IDB_SECRET_KEY_BYTES];
 
 	if (idb_config_load(&cfg, config_path, &err) != 0) {
@@ -92,6 +96,12 @@ int main(int argc, char **argv)
 		idb_log_error("libsodium initialisation failed");
 		goto out;
 	}
+	/* Before any thread exists: curl_global_init is not thread-safe. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		idb_log_error("libcurl initialisation failed");
+		goto out;
+	}
+	curl_ready = true;
 	if (idb_keyfile_load(cfg->secret_key_file, secret, &err) != 0) {
 		idb_log_error("%s: %s", err.field, err.msg);
 		goto out;
@@ -123,6 +133,10 @@ int main(int argc, char **argv)
 		idb_log_error("%s", err.msg);
 		goto out;
 	}
+	if (idb_outbox_start(&outbox, &app, &err) != 0) {
+		idb_log_error("%s", err.msg);
+		goto out;
+	}
 	if (idb_http_start(&http, &app, &err) != 0) {
 		idb_log_error("%s: %s", err.field, err.msg);
 		goto out;
@@ -145,6 +159,7 @@ int main(int argc, char **argv)
 out:
 	idb_http_stop(http, 0);
 	idb_maintenance_stop(maint);
+	idb_outbox_stop(outbox);
 	idb_cache_thread_cleanup();
 	idb_cache_free(app.cache);
 	idb_store_free(app.store);
@@ -155,6 +170,8 @@ out:
 	curl_global_cleanup();
 	sodium_memzero(secret, sizeof(secret));
 	idb_config_free(cfg);
+	if (curl_ready)
+		curl_global_cleanup();
 	if (exit_code == 0)
 		idb_log_info("stopped");
 	return exit_code;

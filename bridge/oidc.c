@@ -1232,7 +1232,7 @@ int idb_oidc_handle_backchannel_logout(idb_req *req)
 		backchannel_error(req, 503, "temporarily_unavailable", "try again later");
 		goto done;
 	}
-	idb_session_drop_cached(app, hashes, n);
+	idb_session_uncache(app, (const char(*)[65])hashes, (size_t)n);
 	free(hashes);
 	idb_log_info("OIDC back-channel logout on %s ended %d session(s)", c.slug, n);
 	idb_resp_header(req, "Cache-Control", "no-store");

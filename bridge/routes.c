@@ -40,6 +40,37 @@ const idb_route idb_routes[] = {
 	 IDB_PERM_SSO_MANAGE, KB(1024)},
 	{"GET", "/api/v1/attribute-presets", idb_api_attribute_presets, IDB_AUTH_PERM, IDB_PERM_SSO_MANAGE, KB(1)},
 	{"GET", "/sso/discover", idb_api_discover, IDB_AUTH_NONE, 0, KB(1)},
+
+	/* user management (issue 6) */
+#define UM IDB_PERM_USERS_MANAGE
+#define GM (IDB_PERM_GROUPS_MANAGE | IDB_PERM_USERS_MANAGE) /* either grants */
+	{"GET", "/invite/{token}", idb_api_invite_page, IDB_AUTH_NONE, 0, KB(1)},
+	{"POST", "/invite/{token}", idb_api_invite_accept, IDB_AUTH_NONE, 0, KB(8)},
+	{"GET", "/api/v1/users", idb_api_users_list, IDB_AUTH_PERM, UM, KB(1)},
+	{"POST", "/api/v1/users/invite", idb_api_users_invite, IDB_AUTH_PERM, UM, KB(64)},
+	{"POST", "/api/v1/users/bulk", idb_api_users_bulk, IDB_AUTH_PERM, UM, KB(128)},
+	{"GET", "/api/v1/users/{id}", idb_api_users_get, IDB_AUTH_PERM, UM, KB(1)},
+	{"PATCH", "/api/v1/users/{id}", idb_api_users_patch, IDB_AUTH_PERM, UM, KB(64)},
+	{"DELETE", "/api/v1/users/{id}", idb_api_users_delete, IDB_AUTH_PERM, UM, KB(4)},
+	{"POST", "/api/v1/users/{id}/deactivate", idb_api_users_deactivate, IDB_AUTH_PERM, UM, KB(1)},
+	{"POST", "/api/v1/users/{id}/activate", idb_api_users_activate, IDB_AUTH_PERM, UM, KB(1)},
+	{"POST", "/api/v1/users/{id}/unlock", idb_api_users_unlock, IDB_AUTH_PERM, UM, KB(1)},
+	{"POST", "/api/v1/users/{id}/restore", idb_api_users_restore, IDB_AUTH_PERM, UM, KB(1)},
+	{"POST", "/api/v1/users/{id}/resend-invite", idb_api_users_resend_invite, IDB_AUTH_PERM, UM, KB(1)},
+	{"GET", "/api/v1/users/{id}/api-keys", idb_api_user_apikeys_list, IDB_AUTH_PERM, UM, KB(1)},
+	{"POST", "/api/v1/users/{id}/api-keys", idb_api_user_apikeys_create, IDB_AUTH_PERM, UM, KB(8)},
+	{"DELETE", "/api/v1/api-keys/{id}", idb_api_apikey_revoke, IDB_AUTH_PERM, UM, KB(1)},
+	{"GET", "/api/v1/groups", idb_api_groups_list, IDB_AUTH_PERM, GM, KB(1)},
+	{"POST", "/api/v1/groups", idb_api_groups_create, IDB_AUTH_PERM, GM, KB(16)},
+	{"GET", "/api/v1/groups/{id}", idb_api_groups_get, IDB_AUTH_PERM, GM, KB(1)},
+	{"PATCH", "/api/v1/groups/{id}", idb_api_groups_patch, IDB_AUTH_PERM, GM, KB(16)},
+	{"DELETE", "/api/v1/groups/{id}", idb_api_groups_delete, IDB_AUTH_PERM, GM, KB(1)},
+	{"GET", "/api/v1/groups/{id}/members", idb_api_groups_members, IDB_AUTH_PERM, GM, KB(1)},
+	{"POST", "/api/v1/groups/{id}/members", idb_api_groups_member_add, IDB_AUTH_PERM, GM, KB(1)},
+	{"DELETE", "/api/v1/groups/{id}/members/{user_id}", idb_api_groups_member_remove, IDB_AUTH_PERM, GM, KB(1)},
+	{"GET", "/api/v1/audit", idb_api_audit_list, IDB_AUTH_PERM, IDB_PERM_AUDIT_VIEW, KB(1)},
+#undef UM
+#undef GM
 };
 
 const size_t idb_routes_count = sizeof(idb_routes) / sizeof(idb_routes[0]);

@@ -966,7 +966,7 @@ static void end_idp_sessions(idb_app *app, const char *conn_id, const char *subj
 	char(*hashes)[65] = NULL;
 	int n = 0;
 	if (idb_sessions_delete_idp(db, conn_id, subject, session_index, NULL, &hashes, &n, NULL) == 0)
-		idb_session_drop_cached(app, hashes, n);
+		idb_session_uncache(app, (const char(*)[65])hashes, (size_t)n);
 	idb_store_release(db);
 	idb_log_info("SAML single logout ended %d session(s) on connection %s", n, conn_id);
 	free(hashes);

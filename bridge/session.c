@@ -183,24 +183,6 @@ int idb_session_end(idb_app *app, const char *id_hash, idb_err *err)
 	return rc;
 }
 
-void idb_session_drop_cached(idb_app *app, char (*hashes)[65], int n)
-{
-	if (n <= 0)
-		return;
-	char(*keys)[80] = calloc((size_t)n, 80);
-	const char **kp = calloc((size_t)n, sizeof(char *));
-	if (keys && kp) {
-		for (int i = 0; i < n; i++) {
-			cache_key(keys[i], hashes[i]);
-			kp[i] = keys[i];
-		}
-		if (idb_cache_del(app->cache, kp, n, NULL) != 0)
-			idb_log_warn("could not drop %d cached sessions; they expire within %llds", n,
-				     app->cfg->session_cache_ttl_s);
-	}
-	free(kp);
-	free(keys);
-}
 
 int idb_session_end_user(idb_app *app, const char *user_id, idb_err *err)
 {
@@ -212,8 +194,30 @@ int idb_session_end_user(idb_app *app, const char *user_id, idb_err *err)
 	int n = 0;
 	rc = idb_sessions_delete_user(db, user_id, &hashes, &n, err);
 	idb_store_release(db);
-	if (rc == 0)
-		idb_session_drop_cached(app, hashes, n);
+	if (rc != 0)
+		return rc;
+	idb_session_uncache(app, (const char(*)[65])hashes, (size_t)n);
 	free(hashes);
-	return rc;
+	return 0;
+}
+
+void idb_session_uncache(idb_app *app, const char (*hashes)[65], size_t n)
+{
+	/* DEL in batches so one command stays small. */
+	for (size_t off = 0; off < n; off += 256) {
+		size_t m = n - off < 256 ? n - off : 256;
+		char(*keys)[80] = calloc(m, 80);
+		const char **kp = calloc(m, sizeof(char *));
+		if (keys && kp) {
+			for (size_t i = 0; i < m; i++) {
+				cache_key(keys[i], hashes[off + i]);
+				kp[i] = keys[i];
+			}
+			if (idb_cache_del(app->cache, kp, (int)m, NULL) != 0)
+				idb_log_warn("could not drop %zu cached sessions; they expire within %llds", m,
+					     app->cfg->session_cache_ttl_s);
+		}
+		free(kp);
+		free(keys);
+	}
 }

@@ -22,8 +22,9 @@ int idb_session_lookup(idb_app *app, const char *cookie, idb_session_row *out, i
 int idb_session_end(idb_app *app, const char *id_hash, idb_err *err);
 /* Ends every session of user_id (deactivation, deletion, password change). */
 int idb_session_end_user(idb_app *app, const char *user_id, idb_err *err);
+/* Drops the cache entries of sessions whose rows were already deleted (in a
+ * caller's transaction); failures are logged, the entries expire by TTL. */
+void idb_session_uncache(idb_app *app, const char (*hashes)[65], size_t n);
 
-/* Drops the cached copies of sessions whose rows were deleted. */
-void idb_session_drop_cached(idb_app *app, char (*hashes)[65], int n);
 
 #endif

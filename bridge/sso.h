@@ -8,7 +8,4 @@
 
 int idb_sso_fail(idb_req *req, unsigned status, const char *type, const char *title, const char *detail);
 
-/* HTML-escapes in into out (always NUL-terminated). */
-void idb_html_escape(char *out, size_t outsz, const char *in);
-
 #endif

@@ -21,6 +21,11 @@ PGresult *idb_db_query(idb_db *db, const char *sql, int nparams, const char *con
 /* As idb_db_query for statements whose rows are not needed; *affected gets
  * the row count when not NULL. */
 int idb_db_exec(idb_db *db, const char *sql, int nparams, const char *const *params, long *affected, idb_err *err);
+/* As idb_db_query, but the statement is planned for these parameter values
+ * and not prepared: for queries assembled at run time from static fragments
+ * (list filters), where a prepared generic plan would ignore selectivity.
+ * Never put input into sql itself; pass it as a parameter. */
+PGresult *idb_db_query_adhoc(idb_db *db, const char *sql, int nparams, const char *const *params, idb_err *err);
 /* Runs a script of several statements (no parameters, not prepared). */
 int idb_db_exec_script(idb_db *db, const char *sql, idb_err *err);
 

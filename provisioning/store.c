@@ -281,6 +281,22 @@ PGresult *idb_db_query(idb_db *db, const char *sql, int nparams, const char *con
 	return res;
 }
 
+PGresult *idb_db_query_adhoc(idb_db *db, const char *sql, int nparams, const char *const *params, idb_err *err)
+{
+	if (!db->conn) {
+		idb_err_set(err, IDB_EUNAVAIL, NULL, "database unavailable");
+		return NULL;
+	}
+	PGresult *res = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	ExecStatusType s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
+		map_result_error(db, res, err);
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
 int idb_db_exec(idb_db *db, const char *sql, int nparams, const char *const *params, long *affected, idb_err *err)
 {
 	PGresult *res = idb_db_query(db, sql, nparams, params, err);
@@ -330,6 +346,11 @@ void idb_db_rollback(idb_db *db)
 		PQclear(r);
 	}
 	db->in_tx = false;
+}
+
+bool idb_db_in_tx(const idb_db *db)
+{
+	return db->in_tx;
 }
 
 /* --- migrations --- */

@@ -39,5 +39,7 @@ void idb_store_stats(idb_store *st, int *in_use, int *idle, int *size);
 int idb_db_begin(idb_db *db, idb_err *err);
 int idb_db_commit(idb_db *db, idb_err *err);
 void idb_db_rollback(idb_db *db);
+/* True between idb_db_begin and commit/rollback. */
+bool idb_db_in_tx(const idb_db *db);
 
 #endif
