@@ -5,16 +5,30 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <hiredis.h>
 
+#include "localcache.h"
 #include "log.h"
 #include "util.h"
+
+static struct timeval ms_tv(long long ms);
 
 struct idb_cache {
 	const idb_config *cfg;
 	atomic_bool up;
+	idb_localcache *local;
+	char channel[64];
+	/* invalidation subscriber */
+	pthread_t sub_thread;
+	bool sub_started;
+	pthread_mutex_t sub_mu;
+	pthread_cond_t sub_cv;
+	bool sub_stop;
+	int sub_fd;
 };
 
 typedef struct conn_state {
@@ -57,6 +71,12 @@ int idb_cache_open(idb_cache **out, const idb_config *cfg, idb_err *err)
 		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
 	c->cfg = cfg;
 	atomic_store(&c->up, false);
+	/* Pub/sub channels are not per database: name ours after it. */
+	snprintf(c->channel, sizeof(c->channel), "idb:inval:%d", cfg->redis_db);
+	c->local = idb_localcache_new(cfg->local_cache_entries, cfg->local_cache_ttl_s);
+	c->sub_fd = -1;
+	pthread_mutex_init(&c->sub_mu, NULL);
+	pthread_cond_init(&c->sub_cv, NULL);
 	*out = c;
 	/* A Redis that is down at start-up is not fatal: we degrade and retry. */
 	if (!idb_cache_ping(c))
@@ -65,8 +85,114 @@ int idb_cache_open(idb_cache **out, const idb_config *cfg, idb_err *err)
 	return 0;
 }
 
+/* --- invalidation subscriber --- */
+
+static void *subscriber(void *arg)
+{
+	idb_cache *c = arg;
+	const idb_config *cfg = c->cfg;
+	int64_t backoff_ms = 0;
+	for (;;) {
+		pthread_mutex_lock(&c->sub_mu);
+		if (backoff_ms) {
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += backoff_ms / 1000;
+			until.tv_nsec += (backoff_ms % 1000) * 1000000;
+			if (until.tv_nsec >= 1000000000) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000;
+			}
+			while (!c->sub_stop && pthread_cond_timedwait(&c->sub_cv, &c->sub_mu, &until) == 0)
+				;
+		}
+		bool stop = c->sub_stop;
+		pthread_mutex_unlock(&c->sub_mu);
+		if (stop)
+			break;
+		backoff_ms = backoff_ms ? (backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2) : 200;
+		redisContext *ctx = redisConnectWithTimeout(cfg->redis_host, cfg->redis_port, ms_tv(cfg->redis_connect_timeout_ms));
+		if (!ctx || ctx->err) {
+			if (ctx)
+				redisFree(ctx);
+			continue;
+		}
+		bool ok = true;
+		if (cfg->redis_password && cfg->redis_password[0]) {
+			const char *argv[] = {"AUTH", cfg->redis_password};
+			redisReply *r = redisCommandArgv(ctx, 2, argv, NULL);
+			ok = r && r->type == REDIS_REPLY_STATUS;
+			if (r)
+				freeReplyObject(r);
+		}
+		if (ok) {
+			const char *argv[] = {"SUBSCRIBE", c->channel};
+			redisReply *r = redisCommandArgv(ctx, 2, argv, NULL);
+			ok = r && r->type == REDIS_REPLY_ARRAY;
+			if (r)
+				freeReplyObject(r);
+		}
+		pthread_mutex_lock(&c->sub_mu);
+		c->sub_fd = ok ? ctx->fd : -1;
+		stop = c->sub_stop;
+		pthread_mutex_unlock(&c->sub_mu);
+		if (!ok || stop) {
+			redisFree(ctx);
+			continue;
+		}
+		/* From here on every invalidation reaches us: the copy may serve. */
+		idb_localcache_set_enabled(c->local, true);
+		backoff_ms = 0;
+		idb_log_debug("invalidation subscriber listening on %s", c->channel);
+		for (;;) {
+			redisReply *r = NULL;
+			if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r)
+				break;
+			if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING) {
+				const char *key = r->element[2]->str;
+				idb_localcache_drop(c->local, strcmp(key, "*") == 0 ? NULL : key);
+			}
+			freeReplyObject(r);
+		}
+		/* Invalidations may be missed from now on: stop serving the copy. */
+		idb_localcache_set_enabled(c->local, false);
+		pthread_mutex_lock(&c->sub_mu);
+		c->sub_fd = -1;
+		stop = c->sub_stop;
+		pthread_mutex_unlock(&c->sub_mu);
+		redisFree(ctx);
+		if (!stop)
+			idb_log_warn("invalidation subscriber lost Redis; serving without the in-process cache until it is back");
+	}
+	return NULL;
+}
+
+int idb_cache_start_subscriber(idb_cache *c, idb_err *err)
+{
+	if (!c->local)
+		return 0;
+	if (pthread_create(&c->sub_thread, NULL, subscriber, c) != 0)
+		return idb_err_set(err, IDB_EINTERNAL, NULL, "cannot start the cache invalidation thread");
+	c->sub_started = true;
+	return 0;
+}
+
 void idb_cache_free(idb_cache *c)
 {
+	if (!c)
+		return;
+	if (c->sub_started) {
+		pthread_mutex_lock(&c->sub_mu);
+		c->sub_stop = true;
+		if (c->sub_fd >= 0)
+			shutdown(c->sub_fd, SHUT_RDWR); /* unblocks the subscriber's read */
+		pthread_cond_signal(&c->sub_cv);
+		pthread_mutex_unlock(&c->sub_mu);
+		pthread_join(c->sub_thread, NULL);
+	}
+	pthread_mutex_destroy(&c->sub_mu);
+	pthread_cond_destroy(&c->sub_cv);
+	idb_localcache_free(c->local);
 	free(c);
 }
 
@@ -201,12 +327,18 @@ static int reply_string(redisReply *r, char **out, idb_err *err)
 int idb_cache_get(idb_cache *c, const char *key, char **out, idb_err *err)
 {
 	*out = NULL;
+	bool local = c->local && idb_localcache_covers(key);
+	if (local && (*out = idb_localcache_get(c->local, key)) != NULL)
+		return 0;
+	uint64_t epoch = local ? idb_localcache_epoch(c->local) : 0;
 	const char *argv[] = {"GET", key};
 	redisReply *r = run(c, 2, argv, err);
 	if (!r)
 		return IDB_EUNAVAIL;
 	int rc = reply_string(r, out, err);
 	freeReplyObject(r);
+	if (rc == 0 && local)
+		idb_localcache_put(c->local, key, *out, epoch);
 	return rc;
 }
 
@@ -252,11 +384,14 @@ int idb_cache_set(idb_cache *c, const char *key, const char *val, long long ttl_
 {
 	char ttl[24];
 	snprintf(ttl, sizeof(ttl), "%lld", ttl_s > 0 ? ttl_s : 1);
+	uint64_t epoch = idb_localcache_epoch(c->local);
 	const char *argv[] = {"SET", key, val, "EX", ttl};
 	redisReply *r = run(c, 5, argv, err);
 	if (!r)
 		return IDB_EUNAVAIL;
 	freeReplyObject(r);
+	if (c->local && idb_localcache_covers(key))
+		idb_localcache_put(c->local, key, val, epoch);
 	return 0;
 }
 
@@ -281,13 +416,29 @@ int idb_cache_del(idb_cache *c, const char *const *keys, int n, idb_err *err)
 	if (!argv)
 		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
 	argv[0] = "DEL";
-	for (int i = 0; i < n; i++)
+	bool publish = false;
+	for (int i = 0; i < n; i++) {
 		argv[i + 1] = keys[i];
+		if (c->local && idb_localcache_covers(keys[i])) {
+			idb_localcache_drop(c->local, keys[i]);
+			publish = true;
+		}
+	}
 	redisReply *r = run(c, n + 1, argv, err);
 	free(argv);
 	if (!r)
 		return IDB_EUNAVAIL;
 	freeReplyObject(r);
+	/* Every other instance drops its copy too. */
+	for (int i = 0; publish && i < n; i++) {
+		if (!idb_localcache_covers(keys[i]))
+			continue;
+		const char *pv[] = {"PUBLISH", c->channel, keys[i]};
+		r = run(c, 3, pv, err);
+		if (!r)
+			return IDB_EUNAVAIL;
+		freeReplyObject(r);
+	}
 	return 0;
 }
 

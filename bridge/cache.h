@@ -36,6 +36,10 @@ int idb_cache_del(idb_cache *c, const char *const *keys, int n, idb_err *err);
 /* INCR key with EXPIRE ttl_s on first increment; *out the new value. */
 int idb_cache_incr(idb_cache *c, const char *key, long long ttl_s, long long *out, idb_err *err);
 
+/* Starts the thread that hears other instances' invalidations (only when
+ * cache.local_entries > 0); stopped by idb_cache_free. */
+int idb_cache_start_subscriber(idb_cache *c, idb_err *err);
+
 /* PING round trip (ignores the back-off so /readyz notices recovery). */
 bool idb_cache_ping(idb_cache *c);
 /* Last known reachability. */

@@ -129,7 +129,7 @@ int main(int argc, char **argv)
 		idb_log_error("%s", err.msg);
 		goto out;
 	}
-	if (idb_cache_open(&app.cache, cfg, &err) != 0) {
+	if (idb_cache_open(&app.cache, cfg, &err) != 0 || idb_cache_start_subscriber(app.cache, &err) != 0) {
 		idb_log_error("%s", err.msg);
 		goto out;
 	}

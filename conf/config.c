@@ -54,6 +54,8 @@ static const keydef keys[] = {
 	I("redis", "command_timeout_ms", redis_command_timeout_ms, 300, 10, 60000),
 	I("cache", "session_ttl_s", session_cache_ttl_s, 300, 1, 86400),
 	I("cache", "permission_ttl_s", permission_cache_ttl_s, 300, 1, 86400),
+	I("cache", "local_entries", local_cache_entries, 100000, 0, 10000000),
+	I("cache", "local_ttl_s", local_cache_ttl_s, 60, 1, 300),
 	I("session", "idle_timeout_s", session_idle_timeout_s, 28800, 60, 31536000),
 	I("session", "absolute_timeout_s", session_absolute_timeout_s, 86400, 60, 31536000),
 	S("security", "secret_key_file", secret_key_file, "var/secret.key", true, false, NULL),

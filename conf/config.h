@@ -39,6 +39,8 @@ typedef struct idb_config {
 	/* cache */
 	long long session_cache_ttl_s;
 	long long permission_cache_ttl_s;
+	long long local_cache_entries;
+	long long local_cache_ttl_s;
 	/* session */
 	long long session_idle_timeout_s;
 	long long session_absolute_timeout_s;

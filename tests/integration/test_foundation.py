@@ -335,8 +335,11 @@ def test_secrets_are_not_stored_or_logged_in_clear(daemon, acme, admin_login, db
 # Redis as a cache only
 
 
-def test_sessions_survive_redis_flushall(daemon, acme, redis):
-    login = acme.login_admin()
+def test_sessions_survive_redis_flushall(make_daemon, acme, redis):
+    # Without the in-process copy, so that the check after FLUSHALL really
+    # goes to PostgreSQL (with it, the session is simply still held locally).
+    daemon = make_daemon(config={"cache": {"local_entries": 0}})
+    login = daemon.login(acme.admin_email, acme.admin_password)
     r = daemon.get("/auth/check", session_token=login.token)
     _assert_auth_headers(r, acme, login.user["id"])
     before = daemon.metrics()
@@ -601,3 +604,47 @@ def test_ctl_apikey_create_prints_key_once(daemon, acme, db_url):
     assert idbtest.tables_containing(db_url, key) == [], "API key stored in clear"
     r = daemon.get("/auth/check", api_key=key)
     assert r.status_code == 200 and r.headers["X-Auth-Email"] == acme.admin_email
+
+
+def test_in_process_copy_is_not_used_while_invalidations_cannot_arrive(make_daemon, make_private_redis, acme,
+                                                                       db_url):
+    """The in-process copy of sessions is only served while the instance hears
+    invalidations: once Redis is gone, a session ended behind its back (here:
+    deleted in PostgreSQL, as another instance would) is refused at once."""
+    red = make_private_redis()
+    d = make_daemon(redis_url=red.url)
+    login = d.login(acme.admin_email, acme.admin_password)
+    for _ in range(3):
+        assert d.get("/auth/check", session_token=login.token).status_code == 200
+    red.stop()
+    # the subscriber notices the lost connection at once (its socket closes)
+    deadline = time.time() + 10
+    while time.time() < deadline and metric_value(d.metrics(), "idbridge_redis_up") != 0:
+        d.get("/readyz")
+        time.sleep(0.1)
+    import hashlib
+    idbtest.psql(db_url, "DELETE FROM sessions WHERE id_hash = %s", (hashlib.sha256(login.token.encode()).hexdigest(),))
+    r = d.get("/auth/check", session_token=login.token)
+    assert r.status_code == 401, f"a session deleted while Redis was down was still served: {r.status_code}"
+
+
+def test_invalidation_reaches_a_second_instance_at_once(make_daemon, acme, db_url):
+    """Two instances, one Redis: a logout on A ends the session B holds in its
+    in-process copy, on B's very next check."""
+    a = make_daemon()
+    b = make_daemon()
+    login = a.login(acme.admin_email, acme.admin_password)
+    for _ in range(3):
+        assert b.get("/auth/check", session_token=login.token).status_code == 200
+    r = a.post("/logout", session_token=login.token, json={})
+    assert r.status_code == 200, r.text
+    # PUBLISH is delivered before A answers the logout; allow the subscriber
+    # thread of B a moment to run.
+    deadline = time.time() + 2
+    status = None
+    while time.time() < deadline:
+        status = b.get("/auth/check", session_token=login.token).status_code
+        if status == 401:
+            break
+        time.sleep(0.01)
+    assert status == 401, "B kept serving a session A ended"

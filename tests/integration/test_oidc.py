@@ -551,13 +551,17 @@ def test_bearer_jwt_of_deactivated_user_is_refused_at_once(daemon, conns, fake, 
     assert check(daemon, bearer=t).status_code == 200  # cached from here on
     uid = idbtest.psql_value(db_url, "SELECT id::text FROM users WHERE email = 'eve@fake.test'")
     # What deactivation does: status change + permission cache entry dropped.
+    # (DEL + PUBLISH on the invalidation channel, as idbridge does, so that the
+    # in-process copies of every instance drop the entry too.)
     idbtest.psql(db_url, "UPDATE users SET status = 'inactive' WHERE id = %s", (uid,))
     redis.command("DEL", f"idb:perm:{uid}")
+    redis.command("PUBLISH", "idb:inval:0", f"idb:perm:{uid}")
     try:
         assert check(daemon, bearer=t).status_code == 401
     finally:
         idbtest.psql(db_url, "UPDATE users SET status = 'active' WHERE id = %s", (uid,))
         redis.command("DEL", f"idb:perm:{uid}")
+        redis.command("PUBLISH", "idb:inval:0", f"idb:perm:{uid}")
     assert check(daemon, bearer=t).status_code == 200
 
 
