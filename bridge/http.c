@@ -680,7 +680,7 @@ int idb_http_start(idb_http **out, idb_app *app, idb_err *err)
 	struct sockaddr *sa;
 	memset(&sin, 0, sizeof(sin));
 	memset(&sin6, 0, sizeof(sin6));
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC; /* ITC: quiesce on SIGTERM */
 	if (inet_pton(AF_INET, cfg->listen_host, &sin.sin_addr) == 1) {
 		sin.sin_family = AF_INET;
 		sin.sin_port = htons((uint16_t)cfg->listen_port);
