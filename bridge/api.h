@@ -58,6 +58,12 @@ int idb_api_groups_member_add(idb_req *req);
 int idb_api_groups_member_remove(idb_req *req);
 /* api_audit.c */
 int idb_api_audit_list(idb_req *req);
+/* api_import.c (issue 7) */
+int idb_api_import_template(idb_req *req);
+int idb_api_import_preview(idb_req *req);
+int idb_api_import_get(idb_req *req);
+int idb_api_import_errors_csv(idb_req *req);
+int idb_api_import_confirm(idb_req *req);
 /* api_invite.c */
 int idb_api_invite_page(idb_req *req);
 int idb_api_invite_accept(idb_req *req);

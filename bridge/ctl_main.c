@@ -9,6 +9,7 @@
 #include "config.h"
 #include "connections.h"
 #include "connsave.h"
+#include "ctl_import.h"
 #include "presets.h"
 #include "saml.h"
 #include "yamljson.h"
@@ -33,6 +34,12 @@ static void usage(FILE *f)
 		"                                                  create an API key for a user; prints it once\n"
 		"  connection apply --org SLUG --file CONN.yaml    create or update (by slug) an IdP connection from a\n"
 		"                                                  YAML file holding the API's connection object\n"
+		"  users import --org SLUG --file users.csv [--dry-run]\n"
+		"                                                  import users from CSV (header email,name,role,groups;\n"
+		"                                                  API.md); prints a line per row and the counts. Valid\n"
+		"                                                  rows are created and invited even when others are\n"
+		"                                                  rejected; --dry-run writes nothing. Exit 0: no row\n"
+		"                                                  rejected, 2: rows rejected or the file refused\n"
 		"environment: IDBRIDGE_DATABASE_URL and the other IDBRIDGE_* variables override the file.\n"
 		"exit codes: 0 ok, 1 failure, 2 usage or invalid input, 3 already exists\n");
 }
@@ -264,6 +271,26 @@ static int cmd_connection_apply(idb_db *db, const idb_config *cfg, int argc, cha
 	return EX_OK;
 }
 
+static int cmd_users_import(idb_db *db, const idb_config *cfg, int argc, char **argv, int from, idb_err *err)
+{
+	const char *org = opt(argc, argv, from, "--org"), *file = opt(argc, argv, from, "--file");
+	if (!org || !file) {
+		usage(stderr);
+		return EX_USAGE;
+	}
+	char org_id[37];
+	int rc = idb_org_find(db, org, org_id, err);
+	if (rc != 0)
+		return fail(err);
+	long rejected = 0;
+	rc = idb_ctl_users_import(db, cfg, org_id, file, flag(argc, argv, from, "--dry-run"), &rejected, err);
+	if (rc != 0) {
+		fprintf(stderr, "idbridgectl: %s: %s\n", file, err->msg);
+		return exit_for(rc);
+	}
+	return rejected > 0 ? EX_USAGE : EX_OK;
+}
+
 int main(int argc, char **argv)
 {
 	const char *config_path = getenv("IDBRIDGE_CONFIG");
@@ -322,6 +349,8 @@ int main(int argc, char **argv)
 		ex = cmd_apikey_create(db, argc, argv, i + 2, &err);
 	else if (!strcmp(cmd, "connection") && !strcmp(sub, "apply"))
 		ex = cmd_connection_apply(db, cfg, argc, argv, i + 2, &err);
+	else if (!strcmp(cmd, "users") && !strcmp(sub, "import"))
+		ex = cmd_users_import(db, cfg, argc, argv, i + 2, &err);
 	else {
 		usage(stderr);
 		ex = EX_USAGE;

@@ -368,6 +368,7 @@ unsigned idb_http_status_for(int code)
 	case IDB_ETOOBIG: return 413;
 	case IDB_ECONFLICT: return 409;
 	case IDB_ELOCKED: return 403;
+	case IDB_EEXPIRED: return 410;
 	default: return 500;
 	}
 }
@@ -388,6 +389,7 @@ int idb_resp_error(idb_req *req, const idb_err *err)
 		{IDB_ETOOBIG, "too-large", "Too large"},
 		{IDB_ECONFLICT, "conflict", "Conflict"},
 		{IDB_ELOCKED, "account-locked", "Account locked"},
+		{IDB_EEXPIRED, "expired", "Expired"},
 	};
 	const char *type = "internal", *title = "Internal error";
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)

@@ -9,6 +9,7 @@
 
 #include "connections.h"
 #include "fetch.h"
+#include "import.h"
 #include "log.h"
 #include "saml.h"
 #include "sessions_db.h"
@@ -75,6 +76,9 @@ static void purge_sessions(idb_app *app)
 	long removed = 0;
 	if (idb_sessions_purge(db, app->cfg->session_idle_timeout_s, &removed, NULL) == 0 && removed > 0)
 		idb_log_info("purged %ld expired sessions", removed);
+	removed = 0;
+	if (idb_import_purge(db, &removed, NULL) == 0 && removed > 0)
+		idb_log_info("purged %ld expired import previews", removed);
 	idb_store_release(db);
 }
 

@@ -69,6 +69,12 @@ const idb_route idb_routes[] = {
 	{"POST", "/api/v1/groups/{id}/members", idb_api_groups_member_add, IDB_AUTH_PERM, GM, KB(1)},
 	{"DELETE", "/api/v1/groups/{id}/members/{user_id}", idb_api_groups_member_remove, IDB_AUTH_PERM, GM, KB(1)},
 	{"GET", "/api/v1/audit", idb_api_audit_list, IDB_AUTH_PERM, IDB_PERM_AUDIT_VIEW, KB(1)},
+	/* CSV import (issue 7): a 1,000-row file is far below 2 MiB */
+	{"GET", "/api/v1/import/template", idb_api_import_template, IDB_AUTH_PERM, UM, KB(1)},
+	{"POST", "/api/v1/import", idb_api_import_preview, IDB_AUTH_PERM, UM, KB(2048)},
+	{"GET", "/api/v1/import/{id}", idb_api_import_get, IDB_AUTH_PERM, UM, KB(1)},
+	{"GET", "/api/v1/import/{id}/errors.csv", idb_api_import_errors_csv, IDB_AUTH_PERM, UM, KB(1)},
+	{"POST", "/api/v1/import/{id}/confirm", idb_api_import_confirm, IDB_AUTH_PERM, UM, KB(1)},
 #undef UM
 #undef GM
 };

@@ -21,6 +21,7 @@ static const struct {
 	{IDB_ECONFLICT, "conflict"},
 	{IDB_ELOCKED, "account locked"},
 	{IDB_EINTERNAL, "internal error"},
+	{IDB_EEXPIRED, "expired"},
 };
 
 const char *idb_strerror(int code)

@@ -18,6 +18,7 @@ enum {
 	IDB_ECONFLICT = -9,  /* state changed underneath; retry or re-read */
 	IDB_ELOCKED = -10,   /* account locked after failed logins */
 	IDB_EINTERNAL = -11, /* a bug or an unexpected library failure */
+	IDB_EEXPIRED = -12,  /* it existed but its time is over (an import preview) */
 };
 
 typedef struct idb_err {

@@ -108,6 +108,14 @@ void idb_str_lower(char *s)
 		*s = (char)tolower((unsigned char)*s);
 }
 
+size_t idb_utf8_len(const char *s)
+{
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		n += (*p & 0xC0) != 0x80;
+	return n;
+}
+
 bool idb_email_valid(const char *email)
 {
 	size_t len = strlen(email);

@@ -37,6 +37,10 @@ bool idb_strlcpy(char *dst, const char *src, size_t dstsz);
  * [min, max]. */
 bool idb_parse_long(const char *s, long long min, long long max, long long *out);
 
+/* Number of characters (code points) of UTF-8 text: the unit of the
+ * database's length checks. */
+size_t idb_utf8_len(const char *s);
+
 /* Lowercases ASCII in place. */
 void idb_str_lower(char *s);
 

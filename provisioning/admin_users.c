@@ -639,7 +639,7 @@ int idb_users_update(idb_db *db, const idb_config *cfg, const idb_actor *a, cons
 	if (!idb_uuid_valid(user_id))
 		return idb_err_set(err, IDB_ENOTFOUND, NULL, "user not found");
 	if (pt->name) {
-		if (strlen(pt->name) > 256)
+		if (idb_utf8_len(pt->name) > 256)
 			return idb_err_set(err, IDB_EINVAL, "name", "name must be at most 256 characters");
 		for (const unsigned char *c = (const unsigned char *)pt->name; *c; c++)
 			if (*c < 0x20 || *c == 0x7f)

@@ -23,9 +23,8 @@ static int finish(idb_db *db, int rc, idb_err *err)
 	return rc;
 }
 
-/* Creates the invitation row and queues its mail. */
-static int issue(idb_db *db, const idb_config *cfg, const idb_actor *a, const char *user_id, const char *email,
-		 const char *name, idb_err *err)
+int idb_invite_issue_tx(idb_db *db, const idb_config *cfg, const idb_actor *a, const char *user_id, const char *email,
+			const char *name, const char *org_name, idb_err *err)
 {
 	char token[64], hash[65], ttl[24];
 	idb_random_token(token, sizeof(token), 32);
@@ -43,8 +42,10 @@ static int issue(idb_db *db, const idb_config *cfg, const idb_actor *a, const ch
 	PQclear(res);
 
 	char org[201], when[32];
-	int rc = idb_org_name(db, a->org_id, org, err);
-	if (rc != 0)
+	int rc = 0;
+	if (org_name)
+		idb_strlcpy(org, org_name, sizeof(org));
+	else if ((rc = idb_org_name(db, a->org_id, org, err)) != 0)
 		return rc;
 	idb_time_human(expires, when);
 	const char *inviter = a->name && a->name[0] ? a->name : (a->email && a->email[0] ? a->email : "Your administrator");
@@ -93,7 +94,7 @@ int idb_invite_create(idb_db *db, const idb_config *cfg, const idb_actor *a, con
 	int role = in->role ? idb_role_parse(in->role) : -1;
 	if (role < 0)
 		return idb_err_set(err, IDB_EINVAL, "role", "Invalid role");
-	if (in->name && strlen(in->name) > 256)
+	if (in->name && idb_utf8_len(in->name) > 256)
 		return idb_err_set(err, IDB_EINVAL, "name", "name must be at most 256 characters");
 	char *groups = NULL;
 	char user_id[37];
@@ -113,7 +114,7 @@ int idb_invite_create(idb_db *db, const idb_config *cfg, const idb_actor *a, con
 	if (rc == 0 && groups)
 		rc = idb_user_set_manual_groups_tx(db, a->org_id, user_id, groups, err);
 	if (rc == 0)
-		rc = issue(db, cfg, a, user_id, in->email, in->name, err);
+		rc = idb_invite_issue_tx(db, cfg, a, user_id, in->email, in->name, NULL, err);
 	static const char sql[] =
 		"SELECT idb_user_json(u)::text FROM users u WHERE u.id = $1::uuid AND u.org_id = $2::uuid";
 	const char *p[] = {user_id, a->org_id};
@@ -159,7 +160,7 @@ int idb_invite_resend(idb_db *db, const idb_config *cfg, const idb_actor *a, con
 	if (rc == 0)
 		rc = idb_db_exec(db, revoke_sql, 1, p, NULL, err);
 	if (rc == 0)
-		rc = issue(db, cfg, a, user_id, idb_db_str(res, 0, 0), idb_db_str(res, 0, 1), err);
+		rc = idb_invite_issue_tx(db, cfg, a, user_id, idb_db_str(res, 0, 0), idb_db_str(res, 0, 1), NULL, err);
 	if (rc == 0)
 		rc = idb_audit_write(db, a, "user.invite_resend", "user", user_id, NULL, NULL, err);
 	if (rc == 0 && !(*out = idb_json_from_db(idb_db_str(res, 0, 3))))

@@ -32,6 +32,14 @@ int idb_invite_create(idb_db *db, const idb_config *cfg, const idb_actor *a, con
 int idb_invite_resend(idb_db *db, const idb_config *cfg, const idb_actor *a, const char *user_id, json_t **out,
 		      idb_err *err);
 
+/* In the caller's transaction: a new invitation for the pending user user_id
+ * (email, name may be NULL) and its mail in the outbox -- the link, text and
+ * expiry of every invitation (idb_invite_create and resend use it too).
+ * org_name is the organisation's display name, or NULL to look it up (bulk
+ * callers such as the CSV import pass it once). No audit row. */
+int idb_invite_issue_tx(idb_db *db, const idb_config *cfg, const idb_actor *a, const char *user_id, const char *email,
+			const char *name, const char *org_name, idb_err *err);
+
 typedef enum {
 	IDB_INVITE_VALID = 0,
 	IDB_INVITE_EXPIRED,

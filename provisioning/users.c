@@ -57,11 +57,14 @@ int idb_org_find(idb_db *db, const char *slug, char out_id[37], idb_err *err)
 	return rc;
 }
 
-int idb_user_create(idb_db *db, const idb_user_new *u, char out_id[37], idb_err *err)
+static int user_insert(idb_db *db, const idb_user_new *u, bool if_absent, char out_id[37], bool *created,
+		       idb_err *err)
 {
+	*created = false;
+	out_id[0] = '\0';
 	if (!u->email || !idb_email_valid(u->email))
 		return idb_err_set(err, IDB_EINVAL, "email", "Invalid email format");
-	if (u->name && strlen(u->name) > 256)
+	if (u->name && idb_utf8_len(u->name) > 256)
 		return idb_err_set(err, IDB_EINVAL, "name", "name must be at most 256 characters");
 	const char *role = idb_role_name(u->role);
 	if (!role)
@@ -72,17 +75,36 @@ int idb_user_create(idb_db *db, const idb_user_new *u, char out_id[37], idb_err 
 	static const char sql[] =
 		"INSERT INTO users (org_id, email, name, role, status, password_hash, created_via)"
 		" VALUES ($1::uuid, $2, coalesce($3, ''), $4::user_role, $5::user_status, $6, $7) RETURNING id";
+	/* The conflict target is the unique index users_org_email_key. */
+	static const char sql_if_absent[] =
+		"INSERT INTO users (org_id, email, name, role, status, password_hash, created_via)"
+		" VALUES ($1::uuid, $2, coalesce($3, ''), $4::user_role, $5::user_status, $6, $7)"
+		" ON CONFLICT (org_id, lower(email)) DO NOTHING RETURNING id";
 	const char *p[] = {u->org_id, u->email,			      u->name, role, u->status ? u->status : "pending",
 			   u->password ? hash : NULL, u->created_via ? u->created_via : "admin"};
-	PGresult *res = idb_db_query(db, sql, 7, p, err);
+	PGresult *res = idb_db_query(db, if_absent ? sql_if_absent : sql, 7, p, err);
 	if (!res) {
 		if (err && err->code == IDB_EEXISTS)
 			idb_err_set(err, IDB_EEXISTS, "email", "a user with e-mail %s already exists", u->email);
 		return err ? err->code : IDB_EINTERNAL;
 	}
-	idb_strlcpy(out_id, idb_db_str(res, 0, 0), 37);
+	if (PQntuples(res) == 1) {
+		idb_strlcpy(out_id, idb_db_str(res, 0, 0), 37);
+		*created = true;
+	}
 	PQclear(res);
 	return 0;
+}
+
+int idb_user_create(idb_db *db, const idb_user_new *u, char out_id[37], idb_err *err)
+{
+	bool created;
+	return user_insert(db, u, false, out_id, &created, err);
+}
+
+int idb_user_create_if_absent(idb_db *db, const idb_user_new *u, char out_id[37], bool *created, idb_err *err)
+{
+	return user_insert(db, u, true, out_id, created, err);
 }
 
 int idb_user_find_by_email(idb_db *db, const char *org_id, const char *email, char out_id[37], idb_err *err)

@@ -28,6 +28,12 @@ typedef struct idb_user_new {
  * (case-insensitively), IDB_EINVAL with field "email" for a malformed one. */
 int idb_user_create(idb_db *db, const idb_user_new *u, char out_id[37], idb_err *err);
 
+/* As idb_user_create, but an e-mail that already exists in the organisation
+ * (case-insensitively, including one committed by a concurrent transaction)
+ * is not an error and does not abort the caller's transaction: *created is
+ * false and out_id is left "". */
+int idb_user_create_if_absent(idb_db *db, const idb_user_new *u, char out_id[37], bool *created, idb_err *err);
+
 /* Finds a user of org by e-mail (case-insensitive). */
 int idb_user_find_by_email(idb_db *db, const char *org_id, const char *email, char out_id[37], idb_err *err);
 
