@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <sodium.h>
@@ -73,6 +74,11 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+
+	/* lasso formats a timestamp with localtime() for each of its (filtered)
+	 * debug messages; without TZ glibc stats /etc/localtime every time. */
+	setenv("TZ", "UTC", 0);
+	tzset();
 
 	int exit_code = 1;
 	idb_err err;

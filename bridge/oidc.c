@@ -1249,16 +1249,9 @@ void idb_oidc_logout_redirect(idb_req *req, const char *session_hash, char **red
 {
 	idb_app *app = idb_req_app(req);
 	*redirect_out = NULL;
-	idb_db *db;
-	if (idb_store_acquire(app->store, &db, NULL) != 0)
-		return;
-	char *subject = NULL, *sidx = NULL, *id_token = NULL;
-	idb_session_row row;
-	idb_connection c = {0};
-	bool have = idb_sessions_get(db, session_hash, app->cfg->session_idle_timeout_s, &row, NULL) == 0 &&
-		    row.connection_id[0] && idb_sessions_idp_info(db, session_hash, &subject, &sidx, &id_token, NULL) == 0 &&
-		    idb_connection_get(db, row.org_id, row.connection_id, &c, NULL) == 0 && !strcmp(c.protocol, "oidc");
-	idb_store_release(db);
+	char *subject = NULL, *id_token = NULL;
+	idb_connection c;
+	bool have = idb_session_idp_context(app, session_hash, "oidc", &c, &subject, &id_token);
 	oidc_entry *e = NULL;
 	oidc_meta *m = NULL;
 	const char *issuer = have ? idb_connection_str(&c, "oidc", "issuer") : NULL;
@@ -1280,7 +1273,6 @@ void idb_oidc_logout_redirect(idb_req *req, const char *session_hash, char **red
 	entry_put(app->oidc, e);
 	idb_connection_clear(&c);
 	free(subject);
-	free(sidx);
 	free(id_token);
 }
 

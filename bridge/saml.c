@@ -2,6 +2,7 @@
 #include "saml.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,7 @@ typedef struct saml_entry {
 	idb_attrmap *map;
 	char idp_entity[512];
 	bool idp_has_slo;
+	_Atomic int64_t last_login_stored_ms; /* the admin's "last login" view is refreshed at most every 10 s */
 	int refs;  /* cache's own reference + borrowers */
 	struct saml_entry *next;
 } saml_entry;
@@ -898,7 +900,11 @@ int idb_saml_handle_acs(idb_req *req)
 		}
 		idb_jit_result jr;
 		rc = idb_jit_provision(db, &c, &id, &prof, idb_req_ip(req), NULL, &jr, &err);
-		if (rc == 0) {
+		int64_t now_ms = idb_now_ms_mono(), prev = atomic_load(&e->last_login_stored_ms);
+		/* One row per connection: written by every login it would be a hot
+		 * spot (and a commit) for nothing; every 10 s per instance is plenty. */
+		if (rc == 0 && (prev == 0 || now_ms - prev >= 10000) &&
+		    atomic_compare_exchange_strong(&e->last_login_stored_ms, &prev, now_ms)) {
 			char *ll = last_login_json(e->map, seen);
 			if (ll)
 				(void)idb_connection_set_last_login(db, c.id, ll, NULL);
@@ -1063,16 +1069,9 @@ void idb_saml_logout_redirect(idb_req *req, const char *session_hash, char **red
 {
 	idb_app *app = idb_req_app(req);
 	*redirect_out = NULL;
-	idb_db *db;
-	if (idb_store_acquire(app->store, &db, NULL) != 0)
-		return;
-	char *subject = NULL, *sidx = NULL, *dump = NULL;
-	idb_session_row row;
-	idb_connection c = {0};
-	bool have = idb_sessions_get(db, session_hash, app->cfg->session_idle_timeout_s, &row, NULL) == 0 &&
-		    row.connection_id[0] && idb_sessions_idp_info(db, session_hash, &subject, &sidx, &dump, NULL) == 0 &&
-		    dump && idb_connection_get(db, row.org_id, row.connection_id, &c, NULL) == 0;
-	idb_store_release(db);
+	char *subject = NULL, *dump = NULL;
+	idb_connection c;
+	bool have = idb_session_idp_context(app, session_hash, "saml", &c, &subject, &dump) && dump;
 	saml_entry *e = NULL;
 	if (have && entry_get(app->saml, &c, &e, NULL) == 0 && e->idp_has_slo) {
 		LassoLogout *lo = lasso_logout_new(e->server);
@@ -1095,6 +1094,5 @@ void idb_saml_logout_redirect(idb_req *req, const char *session_hash, char **red
 	entry_put(app->saml, e);
 	idb_connection_clear(&c);
 	free(subject);
-	free(sidx);
 	free(dump);
 }

@@ -221,3 +221,28 @@ void idb_session_uncache(idb_app *app, const char (*hashes)[65], size_t n)
 		free(keys);
 	}
 }
+
+bool idb_session_idp_context(idb_app *app, const char *id_hash, const char *protocol, idb_connection *conn,
+			     char **subject, char **state)
+{
+	memset(conn, 0, sizeof(*conn));
+	*subject = *state = NULL;
+	idb_db *db;
+	if (idb_store_acquire(app->store, &db, NULL) != 0)
+		return false;
+	char *sidx = NULL;
+	idb_session_row row;
+	bool have = idb_sessions_get(db, id_hash, app->cfg->session_idle_timeout_s, &row, NULL) == 0 &&
+		    row.connection_id[0] && idb_sessions_idp_info(db, id_hash, subject, &sidx, state, NULL) == 0 &&
+		    idb_connection_get(db, row.org_id, row.connection_id, conn, NULL) == 0 &&
+		    !strcmp(conn->protocol, protocol);
+	idb_store_release(db);
+	free(sidx);
+	if (!have) {
+		idb_connection_clear(conn);
+		free(*subject);
+		free(*state);
+		*subject = *state = NULL;
+	}
+	return have;
+}

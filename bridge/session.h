@@ -7,6 +7,7 @@
 
 #include "app.h"
 #include "http.h"
+#include "connections.h"
 #include "sessions_db.h"
 
 #define IDB_SESSION_COOKIE "idb_session"
@@ -26,5 +27,12 @@ int idb_session_end_user(idb_app *app, const char *user_id, idb_err *err);
  * caller's transaction); failures are logged, the entries expire by TTL. */
 void idb_session_uncache(idb_app *app, const char (*hashes)[65], size_t n);
 
+
+/* The IdP side of a live session, for protocol logouts: its connection (org
+ * scoped; cleared with idb_connection_clear) and, malloc'd, the IdP's subject
+ * and the stored protocol state (lasso session dump or ID token). Returns
+ * false when the session is not an IdP session or anything is missing. */
+bool idb_session_idp_context(idb_app *app, const char *id_hash, const char *protocol, idb_connection *conn,
+			     char **subject, char **state);
 
 #endif

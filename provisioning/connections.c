@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "attrmap.h"
 #include "db.h"
 #include "roles.h"
@@ -80,20 +81,6 @@ int idb_connection_by_slug(idb_db *db, const char *slug, idb_connection *out, id
 	return rc;
 }
 
-static bool is_uuid(const char *s)
-{
-	if (!s || strlen(s) != 36)
-		return false;
-	for (int i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return false;
-		} else if (!strchr("0123456789abcdefABCDEF", s[i])) {
-			return false;
-		}
-	}
-	return true;
-}
 
 int idb_connection_bearer_candidates(idb_db *db, const char *issuer, idb_connection *out, int max, int *n,
 				     idb_err *err)
@@ -126,7 +113,7 @@ int idb_connection_bearer_candidates(idb_db *db, const char *issuer, idb_connect
 int idb_connection_get(idb_db *db, const char *org_id, const char *id, idb_connection *out, idb_err *err)
 {
 	memset(out, 0, sizeof(*out));
-	if (!is_uuid(id))
+	if (!idb_uuid_valid(id))
 		return idb_err_set(err, IDB_ENOTFOUND, NULL, "no such connection");
 	static const char sql[] = "SELECT " CONN_COLS " FROM idp_connections WHERE id = $1::uuid AND org_id = $2::uuid";
 	const char *p[] = {id, org_id};
@@ -664,7 +651,7 @@ int idb_connection_update(idb_db *db, const char *org_id, const char *id, const 
 
 int idb_connection_delete(idb_db *db, const char *org_id, const char *id, idb_err *err)
 {
-	if (!is_uuid(id))
+	if (!idb_uuid_valid(id))
 		return idb_err_set(err, IDB_ENOTFOUND, NULL, "no such connection");
 	static const char sql[] = "DELETE FROM idp_connections WHERE id = $1::uuid AND org_id = $2::uuid";
 	const char *p[] = {id, org_id};

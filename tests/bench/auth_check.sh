@@ -16,7 +16,10 @@
 #        WARMUP=2      seconds of unmeasured load per target before rep 1
 #        OUT=/tmp/idbridge-bench  results go to $OUT/auth_check-<UTC timestamp>/
 #        PERF=1        after the reps, perf-record one extra session run
-#                      (needs linux-perf) into perf.data + perf-report.txt
+#                      (needs linux-perf) into perf.data + perf-report*.txt
+#        PERF_CALLGRAPH=fp  perf call graphs: fp (perf record -g) or dwarf
+#                      (attributes time inside libraries built without
+#                      frame pointers, e.g. libc's memset; larger perf.data)
 #        STRICT=1      exit 3 when a target of issue 2 is missed
 #
 # Scenarios (wrk -tWRK_THREADS -cCONNS -dDURATION --timeout 10s --latency):
@@ -42,6 +45,7 @@ CONNS=${CONNS:-32}
 QUIET_MAX=${QUIET_MAX:-60}
 WARMUP=${WARMUP:-2}
 PERF=${PERF:-0}
+PERF_CALLGRAPH=${PERF_CALLGRAPH:-fp}
 STRICT=${STRICT:-0}
 PY=/usr/bin/python3
 TS=$(date -u +%Y%m%dT%H%M%SZ)
@@ -716,9 +720,11 @@ cat "$RES/memory.txt"
 # ---------------------------------------------------------------- optional profile
 if [ "$PERF" = 1 ]; then
     if command -v perf >/dev/null 2>&1; then
-        log "perf: one extra session run, perf record -g -p $idb_pid"
+        log "perf: one extra session run, perf record ($PERF_CALLGRAPH call graphs) -p $idb_pid"
         "$PY" "$T/bench.py" idle "$QUIET_MAX" >/dev/null
-        timeout $((DURATION + 30)) perf record -q -g -p "$idb_pid" -o "$RES/perf.data" -- sleep "$DURATION" \
+        cg=(-g)
+        [ "$PERF_CALLGRAPH" != dwarf ] || cg=(--call-graph "dwarf,16384" -F 499)
+        timeout $((DURATION + 30)) perf record -q "${cg[@]}" -p "$idb_pid" -o "$RES/perf.data" -- sleep "$DURATION" \
             >"$RES/perf-record.log" 2>&1 &
         perf_pid=$!
         sleep 0.5

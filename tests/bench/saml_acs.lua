@@ -8,8 +8,8 @@
 -- Thread k takes lines k, k+NTHREADS, ... of BODIES_FILE. Success = 303 with
 -- a "Set-Cookie: COOKIE_NAME=..." header; any other answer is a failure
 -- (status counted, the first bodies kept for the report). A thread that has
--- sent all its bodies parks its connections (delay()) and stops once every
--- POST is answered; then the rate is taken over the time the threads were
+-- handed out all its bodies parks its connections (delay()) and stops once
+-- every POST is answered; then the rate is taken over the time the threads were
 -- actually posting ("window"), not wrk's -d, and the run is marked exhausted
 -- so the caller can ask for more bodies.
 local ffi = require("ffi")
@@ -43,7 +43,7 @@ function init(args)
    end
    nbodies = #bodies
    idx = 0
-   ok, fail, nocookie, extra = 0, 0, 0, 0
+   ok, fail, nocookie, extra, healthz, reserved = 0, 0, 0, 0, 0, 0
    exhausted = 0
    t_first, t_last = 0, 0
    codes = {}
@@ -53,9 +53,13 @@ function init(args)
 end
 
 function delay()
-   -- all bodies sent: park the connection (the thread stops once every
-   -- POST has been answered, see response())
-   if idx >= nbodies then return 600000 end
+   -- wrk asks delay() before every request (also a connection's first) and
+   -- calls request() later, from a timer: reserve the body here, so that
+   -- connections waiting on their timers never ask for more than there are.
+   -- With all bodies reserved the connection is parked (600 s, longer than
+   -- any run); the thread stops once every POST is answered (response()).
+   if reserved >= nbodies then return 600000 end
+   reserved = reserved + 1
    return 0
 end
 
@@ -69,7 +73,9 @@ function request()
    idx = idx + 1
    if idx == 1 then t_first = now() end
    if idx > nbodies then
-      extra = extra + 1 -- only after a 600 s delay: never within a run
+      -- only when wrk resends without asking delay() (a connection that
+      -- broke with a request in flight): a cheap GET, never counted
+      extra = extra + 1
       return wrk.format("GET", "/healthz")
    end
    if idx == nbodies then exhausted = 1 end
@@ -77,7 +83,10 @@ function request()
 end
 
 function response(status, headers, body)
-   if idx > nbodies then return end
+   if status == 200 then
+      healthz = healthz + 1 -- a /healthz above (the ACS never answers 200)
+      return
+   end
    t_last = now()
    codes[status] = (codes[status] or 0) + 1
    local good = false
@@ -94,11 +103,11 @@ function response(status, headers, body)
          samples[#samples + 1] = status .. " " .. string.gsub(string.sub(body or "", 1, 400), "[\r\n]", " ")
       end
    end
-   if exhausted == 1 and ok + fail == nbodies then wrk.thread:stop() end
+   if exhausted == 1 and ok + fail >= nbodies then wrk.thread:stop() end
 end
 
 function done(summary, latency, requests)
-   local tok, tfail, tnoc, tbodies, tsent, texh, textra = 0, 0, 0, 0, 0, 0, 0
+   local tok, tfail, tnoc, tbodies, tsent, texh, textra, thz = 0, 0, 0, 0, 0, 0, 0, 0
    local t0, t1 = math.huge, 0
    local allcodes, allsamples = {}, {}
    for _, t in ipairs(threads) do
@@ -109,6 +118,7 @@ function done(summary, latency, requests)
       tsent = tsent + math.min(t:get("idx"), t:get("nbodies"))
       texh = texh + t:get("exhausted")
       textra = textra + t:get("extra")
+      thz = thz + t:get("healthz")
       local a, b = t:get("t_first"), t:get("t_last")
       if a > 0 and a < t0 then t0 = a end
       if b > t1 then t1 = b end
@@ -122,9 +132,9 @@ function done(summary, latency, requests)
    for k, v in pairs(allcodes) do cs[#cs + 1] = k .. "=" .. v end
    table.sort(cs)
    io.write(string.format("ACS_RESULT bodies_loaded=%d posts_sent=%d success=%d failure=%d " ..
-      "failure_no_cookie=%d exhausted_threads=%d after_exhaustion=%d duration_s=%.3f window_s=%.3f " ..
+      "failure_no_cookie=%d exhausted_threads=%d after_exhaustion=%d healthz=%d unanswered=%d duration_s=%.3f window_s=%.3f " ..
       "success_per_s=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f codes=%s\n",
-      tbodies, tsent, tok, tfail, tnoc, texh, textra, secs, window, tok / window,
+      tbodies, tsent, tok, tfail, tnoc, texh, textra, thz, tsent - tok - tfail, secs, window, tok / window,
       latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
       latency.max / 1000, table.concat(cs, ",")))
    for _, s in ipairs(allsamples) do io.write("ACS_FAIL " .. s .. "\n") end

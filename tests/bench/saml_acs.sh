@@ -20,14 +20,23 @@
 #        MELLON=1       run ../shared/peers/run.sh PARTS=saml (mellon f/g/h) first;
 #                       MELLON=0 with MELLON_JSON=<peers summary.json> reuses a result
 #        MELLON_REPS=$REPS  MELLON_N=6000   (the peers' REPS / SAML_N)
-#        PERF=1         after the reps, `perf record -g -p <daemon>` over one extra
-#                       returning-user run (PERF=0: skip); needs linux-perf
+#        PERF=1         after the reps, perf record -p <daemon> over one extra
+#                       returning-user run (PERF=0: skip); needs linux-perf.
+#                       PERF_CALLGRAPH=dwarf (default: paths through libc, libcrypto
+#                       and lasso, which have no frame pointers) or fp (`-g`)
 #        GEN_JOBS=nproc processes generating the signed Responses
 #        OUT=/tmp/idbridge-bench   results go to $OUT/saml_acs-<UTC timestamp>/
 #        STRICT=1       exit 3 when a target of issue 3 is missed
 #        LOG_LEVEL=warn daemon log.level (diagnostics: debug shows lasso's messages)
 #        IDB_ENV="VAR=value ..."  extra environment for the daemon (diagnostics,
 #                       e.g. SSL_CERT_FILE=/dev/null; recorded in env.txt)
+#
+# Helpers: saml_gen.py (IdP metadata, signed Responses), saml_acs.lua (wrk:
+# each body POSTed at most once, success = 303 + idb_session cookie),
+# saml_stats.py (idle wait, CPU/RSS accounting per run, summary + verdict).
+# When a run uses up its N bodies before -d ends, its rate is taken over the
+# time the bodies were being posted (marked in the table); raise N for
+# full-length runs.
 #
 # Scenarios (wrk -tWRK_THREADS -cCONNS -dDURATION --timeout 10s --latency -s saml_acs.lua):
 #   returning  new Responses (new IDs) for the USERS users created in the warm-up
@@ -334,7 +343,7 @@ grep -h 'EXHAUSTED' "$RES/run.log" >/dev/null 2>&1 &&
 if [ "$PERF" != 0 ]; then
     case ${PERF_CALLGRAPH:-dwarf} in
         fp) cg=(-g) ;;
-        *) cg=(--call-graph dwarf,16384 -F 250) ;;
+        *) cg=(--call-graph "dwarf,16384" -F 250) ;;
     esac
     log "perf: one extra returning-user run, perf record ${cg[*]} -p $idb_pid"
     "${STATS[@]}" idle "$QUIET_MAX" >/dev/null

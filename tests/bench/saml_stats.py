@@ -21,7 +21,6 @@
 
 import json
 import os
-import re
 import resource
 import statistics
 import subprocess
@@ -126,7 +125,7 @@ def parse_wrk(text):
                 r["sock_errors"][k] = int(v)
     a = r["acs"]
     for k in ("bodies_loaded", "posts_sent", "success", "failure", "failure_no_cookie",
-              "exhausted_threads", "after_exhaustion"):
+              "exhausted_threads", "after_exhaustion", "healthz", "unanswered"):
         a[k] = int(a.get(k, 0))
     for k in ("duration_s", "window_s", "success_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms"):
         a[k] = float(a.get(k, 0))
@@ -192,10 +191,11 @@ def run(argv):
     with open(a["--json"], "a") as f:
         f.write(json.dumps(rec) + "\n")
     ac = w["acs"]
-    print("%-10s rep %d: %7.1f logins/s  p50 %7.2f ms  p99 %7.2f ms  ok %d  failed %d  sent %d/%d%s  "
+    print("%-10s rep %d: %7.1f logins/s  p50 %7.2f ms  p99 %7.2f ms  ok %d  failed %d  unanswered %d  sent %d/%d%s  "
           "daemon %.2f s  pg %.2f s  redis %.2f s  foreign %.2f core"
           % (rec["scenario"], rec["rep"], ac.get("success_per_s", 0), ac.get("p50_ms", 0),
-             ac.get("p99_ms", 0), ac.get("success", 0), ac.get("failure", 0), ac.get("posts_sent", 0),
+             ac.get("p99_ms", 0), ac.get("success", 0), ac.get("failure", 0), ac.get("unanswered", 0),
+             ac.get("posts_sent", 0),
              ac.get("bodies_loaded", 0), "  EXHAUSTED" if ac.get("exhausted_threads") else "",
              rec["daemon_cpu_s"], rec["pg_cpu_s"], rec["redis_cpu_s"], rec["foreign_cores"]))
     for s in w["fail_samples"][:3]:
@@ -218,6 +218,9 @@ def check(r):
         p.append("no successful login")
     if a["failure"]:
         p.append("%d failed logins (codes %s)" % (a["failure"], a.get("codes")))
+    if a.get("after_exhaustion") or a.get("healthz"):
+        p.append("wrk resent on %d broken connection(s) (%d /healthz answers): POSTs may be lost"
+                 % (a.get("after_exhaustion", 0), a.get("healthz", 0)))
     if r["sock_errors"]:
         p.append("socket errors %s" % r["sock_errors"])
     return p
@@ -263,11 +266,13 @@ def summary(argv):
             continue
         m = s["median_rep"]
         a = m.get("acs", {})
-        rows.append("| mellon %s | %s | %s (%s–%s) | %s | %s | %s | – | – | – | %s | – | %d/%d | %s × 303+cookie, %s failed |" % (
+        fc = [f for f in s.get("foreign_cores", []) if f is not None]
+        mbusy = " !busy" if fc and sum(1 for f in fc if f <= FOREIGN_MAX) < 2 else ""
+        rows.append("| mellon %s | %s | %s (%s–%s) | %s | %s | %s | – | – | – | %s | – | %d/%d%s | %s × 303+cookie, %s failed |" % (
             label, s["title"].split(") ", 1)[-1], fmt(s["rate_median"]), fmt(min(s["rates"])),
             fmt(max(s["rates"])), fmt(m.get("p50_ms"), 2), fmt(m.get("p99_ms"), 2),
             fmt(s.get("server_cpu_ms_per_req"), 2), fmt(s["rate_median"] / g_rate, 2) if g_rate else "-",
-            s["reps_used"], s["reps_total"], a.get("success", "?"), a.get("failure", "?")))
+            s["reps_used"], s["reps_total"], mbusy, a.get("success", "?"), a.get("failure", "?")))
     ok_all = True
     for sc in ("returning", "first"):
         rs = [r for r in recs if r["scenario"] == sc]
@@ -307,6 +312,12 @@ def summary(argv):
         verdict.append("- %s: %s logins/s = %s × mellon tuned (%s/s) — target ≥ %.1f × → **%s**" % (
             sc, fmt(rate), fmt(ratio, 2), fmt(g_rate), tgt,
             "MET" if met else ("NOT MET" if ratio is not None else "no mellon figure")))
+    for sc, v in out["scenarios"].items():
+        tot = sum(x or 0 for x in (v["daemon_cpu_ms_per_login"], v["pg_cpu_ms_per_login"], v["redis_cpu_ms_per_login"]))
+        v["total_cpu_ms_per_login"] = tot
+        verdict.append("- %s: CPU per login, idbridge + PostgreSQL + Redis = %.2f ms%s" % (
+            sc, tot, " (mellon tuned, Apache tree: %.2f ms)" % g["server_cpu_ms_per_req"]
+            if g and g.get("server_cpu_ms_per_req") else ""))
     hwm = max((r["daemon_hwm_kb"] for r in recs), default=0) / 1024.0
     notes = [
         "- load: `wrk -t%s -c%s -d%ss --timeout 10s --latency`, each body POSTed at most once; "

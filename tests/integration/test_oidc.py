@@ -557,11 +557,19 @@ def test_bearer_jwt_of_deactivated_user_is_refused_at_once(daemon, conns, fake, 
     redis.command("DEL", f"idb:perm:{uid}")
     redis.command("PUBLISH", "idb:inval:0", f"idb:perm:{uid}")
     try:
+        # The message reaches the daemon's subscriber thread asynchronously
+        # (as from another instance): give it a moment, then it must hold.
+        deadline = time.time() + 2
+        while check(daemon, bearer=t).status_code != 401 and time.time() < deadline:
+            time.sleep(0.01)
         assert check(daemon, bearer=t).status_code == 401
     finally:
         idbtest.psql(db_url, "UPDATE users SET status = 'active' WHERE id = %s", (uid,))
         redis.command("DEL", f"idb:perm:{uid}")
         redis.command("PUBLISH", "idb:inval:0", f"idb:perm:{uid}")
+    deadline = time.time() + 2
+    while check(daemon, bearer=t).status_code != 200 and time.time() < deadline:
+        time.sleep(0.01)
     assert check(daemon, bearer=t).status_code == 200
 
 
