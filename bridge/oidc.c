@@ -1089,7 +1089,8 @@ int idb_oidc_handle_callback(idb_req *req)
 			fail_set(&f, 503, "sso-unavailable", "provisioning_failed", "Sign-in is temporarily unavailable.");
 			goto fail;
 		}
-		idb_authz_invalidate(app, jr.user_id);
+		if (jr.changed) /* a returning user with nothing new keeps the cached principal */
+			idb_authz_invalidate(app, jr.user_id);
 		const char *sid = json_string_value(json_object_get(jwt.payload, "sid"));
 		idb_session_idp idp = {.connection_id = c.id,
 				       .subject = sub,
@@ -1436,7 +1437,8 @@ static int bearer_user(idb_app *app, const idb_connection *c, oidc_entry *e, con
 			rc = idb_jit_provision(db, c, &id, &prof, NULL, NULL, &jr, err);
 		if (rc == 0) {
 			idb_strlcpy(user_out, jr.user_id, 37);
-			idb_authz_invalidate(app, jr.user_id);
+			if (jr.changed) /* a returning user with nothing new keeps the cached principal */
+				idb_authz_invalidate(app, jr.user_id);
 		} else if (rc != IDB_EUNAVAIL) {
 			idb_log_info("bearer JIT on %s refused: %s", c->slug, rc == IDB_EFORBIDDEN ? jr.reason : err->msg);
 			rc = idb_err_set(err, IDB_EAUTH, NULL, "No account may be provisioned for this bearer token.");

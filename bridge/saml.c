@@ -920,7 +920,8 @@ int idb_saml_handle_acs(idb_req *req)
 			fail_set(&f, 503, "sso-unavailable", "provisioning_failed", "Sign-in is temporarily unavailable.");
 			goto fail;
 		}
-		idb_authz_invalidate(app, jr.user_id);
+		if (jr.changed) /* a returning user with nothing new keeps the cached principal */
+			idb_authz_invalidate(app, jr.user_id);
 		const char *session_index = NULL;
 		if (a->AuthnStatement)
 			session_index = LASSO_SAML2_AUTHN_STATEMENT(a->AuthnStatement->data)->SessionIndex;

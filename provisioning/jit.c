@@ -270,10 +270,13 @@ static int provision_tx(idb_db *db, const idb_connection *c, const idb_identity 
 		"UPDATE users SET status = 'active', name = CASE WHEN $2 = '' THEN name ELSE $2 END,"
 		" role = $3::user_role, last_login_at = now(), last_active_at = now(), sso_authenticated_at = now(),"
 		" updated_at = CASE WHEN status <> 'active' OR name IS DISTINCT FROM $2 OR role <> $3::user_role"
-		"   THEN now() ELSE updated_at END WHERE id = $1::uuid";
+		"   THEN now() ELSE updated_at END WHERE id = $1::uuid RETURNING updated_at = now()";
 	const char *pp[] = {user_id, p->display_name ? p->display_name : "", new_role};
-	if ((rc = idb_db_exec(db, upd_sql, 3, pp, NULL, err)) != 0)
-		return rc;
+	PGresult *ur = idb_db_query(db, upd_sql, 3, pp, err);
+	if (!ur)
+		return err ? err->code : IDB_EINTERNAL;
+	bool profile_changed = PQntuples(ur) == 1 && idb_db_str(ur, 0, 0)[0] == 't';
+	PQclear(ur);
 	static const char ident_sql[] =
 		"UPDATE identities SET last_login_at = now() WHERE connection_id = $1::uuid AND subject = $2";
 	const char *ip2[] = {c->id, id->subject};
@@ -283,6 +286,8 @@ static int provision_tx(idb_db *db, const idb_connection *c, const idb_identity 
 	if (idb_connection_flag(c, NULL, "sync_groups", true) && !p->groups_overage)
 		rc = sync_groups(db, c, user_id, p, idb_connection_flag(c, NULL, "create_missing_groups", false), unknown,
 				 out, err);
+	out->changed = out->created || out->linked || out->activated || profile_changed || out->groups_added > 0 ||
+		       out->groups_removed > 0;
 	if (report && rc == 0) {
 		json_t *after = idp_group_names(db, c, user_id);
 		json_object_set_new(report, "groups_added", names_minus(after, before));

@@ -22,6 +22,7 @@ typedef struct idb_jit_result {
 	bool created;   /* a new user */
 	bool linked;    /* an existing user got this identity */
 	bool activated; /* pending -> active */
+	bool changed;   /* anything a cached principal holds changed (status, name, role, groups) */
 	int groups_added, groups_removed;
 	/* Refusals: the precise reason for the activity log ("domain_not_allowed",
 	 * "account_not_found", "deactivated", "deleted", "locked",
