@@ -575,6 +575,31 @@ static int write_conn(idb_db *db, const char *sql, int nparams, const char *cons
 	return n == 1 ? 0 : idb_err_set(err, IDB_ENOTFOUND, NULL, "no such connection");
 }
 
+/* The JSON texts an insert or update stores, made once for either. */
+typedef struct conn_texts {
+	char *settings, *jit, *doms;
+	char valid_until[24];
+} conn_texts;
+
+static void conn_texts_clear(conn_texts *t)
+{
+	free(t->settings);
+	free(t->jit);
+	free(t->doms);
+}
+
+static int conn_texts_make(conn_texts *t, const json_t *obj, int64_t valid_until, idb_err *err)
+{
+	t->settings = section_text(obj);
+	t->jit = json_dumps(json_object_get(obj, "jit"), JSON_COMPACT);
+	t->doms = json_dumps(json_object_get(obj, "allowed_domains"), JSON_COMPACT);
+	snprintf(t->valid_until, sizeof(t->valid_until), "%lld", (long long)valid_until);
+	if (t->settings && t->jit && t->doms)
+		return 0;
+	conn_texts_clear(t);
+	return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
+}
+
 int idb_connection_insert(idb_db *db, const char *org_id, const json_t *obj, const char *metadata_xml,
 			  int64_t valid_until, char out_id[37], idb_err *err)
 {
@@ -585,27 +610,23 @@ int idb_connection_insert(idb_db *db, const char *org_id, const json_t *obj, con
 		"  ARRAY(SELECT json_array_elements_text($9::json)), $10,"
 		"  CASE WHEN $10::text IS NULL THEN NULL ELSE now() END,"
 		"  CASE WHEN $11::bigint = 0 THEN NULL ELSE to_timestamp($11::bigint) END) RETURNING id";
-	char *settings = section_text(obj);
-	char *jit = json_dumps(json_object_get(obj, "jit"), JSON_COMPACT);
-	char *doms = json_dumps(json_object_get(obj, "allowed_domains"), JSON_COMPACT);
-	char vu[24];
-	snprintf(vu, sizeof(vu), "%lld", (long long)valid_until);
+	conn_texts t;
+	int rc = conn_texts_make(&t, obj, valid_until, err);
+	if (rc != 0)
+		return rc;
 	const char *p[] = {org_id,
 			   json_string_value(json_object_get(obj, "slug")),
 			   json_string_value(json_object_get(obj, "name")),
 			   json_string_value(json_object_get(obj, "protocol")),
 			   json_is_true(json_object_get(obj, "enabled")) ? "true" : "false",
 			   json_string_value(json_object_get(obj, "preset")),
-			   settings,
-			   jit,
-			   doms,
+			   t.settings,
+			   t.jit,
+			   t.doms,
 			   metadata_xml,
-			   vu};
-	int rc = settings && jit && doms ? write_conn(db, sql, 11, p, out_id, err)
-					 : idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
-	free(settings);
-	free(jit);
-	free(doms);
+			   t.valid_until};
+	rc = write_conn(db, sql, 11, p, out_id, err);
+	conn_texts_clear(&t);
 	if (rc == 0)
 		rc = claim_domains(db, org_id, out_id, obj, err);
 	return rc;
@@ -624,26 +645,22 @@ int idb_connection_update(idb_db *db, const char *org_id, const char *id, const 
 		" metadata_error = CASE WHEN $9::text IS NULL THEN metadata_error ELSE NULL END,"
 		" updated_at = clock_timestamp()"
 		" WHERE id = $1::uuid AND org_id = $2::uuid RETURNING id";
-	char *settings = section_text(obj);
-	char *jit = json_dumps(json_object_get(obj, "jit"), JSON_COMPACT);
-	char *doms = json_dumps(json_object_get(obj, "allowed_domains"), JSON_COMPACT);
-	char vu[24];
-	snprintf(vu, sizeof(vu), "%lld", (long long)valid_until);
+	conn_texts t;
+	int rc = conn_texts_make(&t, obj, valid_until, err);
+	if (rc != 0)
+		return rc;
 	const char *p[] = {id,
 			   org_id,
 			   json_string_value(json_object_get(obj, "name")),
 			   json_is_true(json_object_get(obj, "enabled")) ? "true" : "false",
 			   json_string_value(json_object_get(obj, "preset")),
-			   settings,
-			   jit,
-			   doms,
+			   t.settings,
+			   t.jit,
+			   t.doms,
 			   metadata_xml,
-			   vu};
-	int rc = settings && jit && doms ? write_conn(db, sql, 10, p, NULL, err)
-					 : idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
-	free(settings);
-	free(jit);
-	free(doms);
+			   t.valid_until};
+	rc = write_conn(db, sql, 10, p, NULL, err);
+	conn_texts_clear(&t);
 	if (rc == 0)
 		rc = claim_domains(db, org_id, id, obj, err);
 	return rc;
