@@ -1072,8 +1072,15 @@ int idb_oidc_handle_callback(idb_req *req)
 			fail_set(&f, 503, "sso-unavailable", "database_unavailable", "Sign-in is temporarily unavailable.");
 			goto fail;
 		}
+		const char *sid = json_string_value(json_object_get(jwt.payload, "sid"));
+		idb_session_idp idp = {.connection_id = c.id,
+				       .subject = sub,
+				       .sid = sid && strlen(sid) <= 255 ? sid : NULL,
+				       .session_dump = id_token};
+		idb_session_sso sso = {.req = req, .method = "oidc", .idp = &idp};
+		idb_jit_opts jo = {.in_tx = idb_session_sso_in_tx, .in_tx_arg = &sso};
 		idb_jit_result jr;
-		rc = idb_jit_provision(db, &c, &id, &prof, idb_req_ip(req), NULL, &jr, &err);
+		rc = idb_jit_provision(db, &c, &id, &prof, idb_req_ip(req), &jo, &jr, &err);
 		if (rc == 0) {
 			char *ll = last_login_json(&c, merged);
 			if (ll)
@@ -1091,15 +1098,7 @@ int idb_oidc_handle_callback(idb_req *req)
 		}
 		if (jr.changed) /* a returning user with nothing new keeps the cached principal */
 			idb_authz_invalidate(app, jr.user_id);
-		const char *sid = json_string_value(json_object_get(jwt.payload, "sid"));
-		idb_session_idp idp = {.connection_id = c.id,
-				       .subject = sub,
-				       .sid = sid && strlen(sid) <= 255 ? sid : NULL,
-				       .session_dump = id_token};
-		if (idb_session_start(req, jr.user_id, jr.org_id, "oidc", &idp, NULL, &err) != 0) {
-			fail_set(&f, 503, "sso-unavailable", "session_failed", "Sign-in is temporarily unavailable.");
-			goto fail;
-		}
+		idb_session_issue(req, &sso.s, NULL);
 	}
 	idb_resp_redirect(req, 303, target);
 	goto done;

@@ -286,6 +286,34 @@ static void entry_put(idb_saml *s, saml_entry *e)
 		entry_release(e);
 }
 
+/* lasso keeps each metadata signing key with its certificate, and xmlsec
+ * duplicates a key for every signature it checks: with OpenSSL 3 copying
+ * the certificate re-decodes it, a third of the CPU of an ACS request. The
+ * same public keys without their certificates go first in the provider's
+ * list (lasso tries them in order), so the copy is a reference count. The
+ * keys come from the same metadata certificates, nothing else: a response
+ * verifies against exactly the keys it did before. */
+static void add_bare_key(const char *b64, void *arg)
+{
+	LassoProvider *idp = arg;
+	char *pem = idb_cert_b64_pubkey_pem(b64);
+	if (!pem)
+		return;
+	LassoKey *k = lasso_key_new_for_signature_from_memory(pem, strlen(pem), NULL, LASSO_SIGNATURE_METHOD_RSA_SHA256,
+							      NULL);
+	if (k) {
+		if (lasso_provider_add_key(idp, k, FALSE) != 0)
+			idb_log_warn("lasso refused an IdP signing key; signature checks will be slower");
+		g_object_unref(k);
+	}
+	free(pem);
+}
+
+static void add_bare_keys(LassoProvider *idp, const char *metadata_xml)
+{
+	(void)idb_saml_metadata_signing_certs(metadata_xml, strlen(metadata_xml), add_bare_key, idp);
+}
+
 /* The lasso server for connection c (built or rebuilt when c changed); the
  * caller returns it with entry_put. */
 static int entry_get(idb_saml *s, const idb_connection *c, saml_entry **out, idb_err *err)
@@ -332,6 +360,8 @@ static int entry_get(idb_saml *s, const idb_connection *c, saml_entry **out, idb
 		idb_strlcpy(e->idp_entity, ids->data, sizeof(e->idp_entity));
 	g_list_free(ids);
 	LassoProvider *idp = lasso_server_get_provider(e->server, e->idp_entity);
+	if (idp)
+		add_bare_keys(idp, c->metadata_xml);
 	e->idp_has_slo = idp && provider_has(idp, "SingleLogoutService HTTP-Redirect");
 	e->refs = 2; /* the cache and the caller */
 	pthread_mutex_lock(&s->mu);
@@ -898,8 +928,15 @@ int idb_saml_handle_acs(idb_req *req)
 			fail_set(&f, 503, "sso-unavailable", "database_unavailable", "Sign-in is temporarily unavailable.");
 			goto fail;
 		}
+		const char *session_index = NULL;
+		if (a->AuthnStatement)
+			session_index = LASSO_SAML2_AUTHN_STATEMENT(a->AuthnStatement->data)->SessionIndex;
+		idb_session_idp idp = {.connection_id = c.id, .subject = id.subject, .session_index = session_index,
+				       .session_dump = dump};
+		idb_session_sso sso = {.req = req, .method = "saml", .idp = &idp};
+		idb_jit_opts jo = {.in_tx = idb_session_sso_in_tx, .in_tx_arg = &sso};
 		idb_jit_result jr;
-		rc = idb_jit_provision(db, &c, &id, &prof, idb_req_ip(req), NULL, &jr, &err);
+		rc = idb_jit_provision(db, &c, &id, &prof, idb_req_ip(req), &jo, &jr, &err);
 		int64_t now_ms = idb_now_ms_mono(), prev = atomic_load(&e->last_login_stored_ms);
 		/* One row per connection: written by every login it would be a hot
 		 * spot (and a commit) for nothing; every 10 s per instance is plenty. */
@@ -922,15 +959,7 @@ int idb_saml_handle_acs(idb_req *req)
 		}
 		if (jr.changed) /* a returning user with nothing new keeps the cached principal */
 			idb_authz_invalidate(app, jr.user_id);
-		const char *session_index = NULL;
-		if (a->AuthnStatement)
-			session_index = LASSO_SAML2_AUTHN_STATEMENT(a->AuthnStatement->data)->SessionIndex;
-		idb_session_idp idp = {.connection_id = c.id, .subject = id.subject, .session_index = session_index,
-				       .session_dump = dump};
-		if ((rc = idb_session_start(req, jr.user_id, jr.org_id, "saml", &idp, NULL, &err)) != 0) {
-			fail_set(&f, 503, "sso-unavailable", "session_failed", "Sign-in is temporarily unavailable.");
-			goto fail;
-		}
+		idb_session_issue(req, &sso.s, NULL);
 	}
 	idb_resp_redirect(req, 303, target);
 	goto done;

@@ -13,6 +13,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <sodium.h>
 
 #include "keyfile.h"
 #include "log.h"
@@ -156,5 +157,26 @@ char *idb_pem_cert_body(const char *cert_pem)
 		if (*p != '\n' && *p != '\r' && *p != ' ')
 			out[o++] = *p;
 	out[o] = '\0';
+	return out;
+}
+
+char *idb_cert_b64_pubkey_pem(const char *b64)
+{
+	size_t n = strlen(b64), der_len = 0;
+	unsigned char *der = malloc(n + 1);
+	if (!der)
+		return NULL;
+	char *out = NULL;
+	if (sodium_base642bin(der, n + 1, b64, n, " \t\r\n", &der_len, NULL, sodium_base64_VARIANT_ORIGINAL) == 0) {
+		const unsigned char *p = der;
+		X509 *x = d2i_X509(NULL, &p, (long)der_len);
+		EVP_PKEY *k = x ? X509_get0_pubkey(x) : NULL;
+		BIO *b = k ? BIO_new(BIO_s_mem()) : NULL;
+		if (b && PEM_write_bio_PUBKEY(b, k) == 1)
+			out = bio_text(b);
+		BIO_free(b);
+		X509_free(x);
+	}
+	free(der);
 	return out;
 }

@@ -16,4 +16,8 @@ int idb_saml_keys_load(const char *key_file, const char *cert_file, const char *
  * metadata <ds:X509Certificate>; malloc'd. */
 char *idb_pem_cert_body(const char *cert_pem);
 
+/* The public key of a base64 DER certificate (whitespace allowed) as PEM
+ * "PUBLIC KEY"; malloc'd, NULL when the text is not a certificate. */
+char *idb_cert_b64_pubkey_pem(const char *b64);
+
 #endif

@@ -237,3 +237,49 @@ int idb_saml_metadata_times(const char *xml, size_t len, int64_t *valid_until, c
 	xmlFreeDoc(doc);
 	return rc;
 }
+
+int idb_saml_metadata_signing_certs(const char *xml, size_t len, void (*fn)(const char *b64, void *arg), void *arg)
+{
+	xmlDoc *doc = xmlReadMemory(xml, (int)len, "metadata.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	if (!doc)
+		return -1;
+	int n = 0;
+	const xmlNode *root = xmlDocGetRootElement(doc);
+	if (doc->intSubset || doc->extSubset || !root || !is(root, NS_MD, "EntityDescriptor")) {
+		xmlFreeDoc(doc);
+		return -1;
+	}
+	for (const xmlNode *d = root->children; d; d = d->next) {
+		if (!is(d, NS_MD, "IDPSSODescriptor"))
+			continue;
+		for (const xmlNode *kd = d->children; kd; kd = kd->next) {
+			if (!is(kd, NS_MD, "KeyDescriptor"))
+				continue;
+			xmlChar *use = xmlGetProp(kd, (const xmlChar *)"use");
+			bool signing = !use || strcmp((const char *)use, "signing") == 0;
+			xmlFree(use);
+			if (!signing)
+				continue;
+			for (const xmlNode *ki = kd->children; ki; ki = ki->next) {
+				if (!is(ki, NS_DS, "KeyInfo"))
+					continue;
+				for (const xmlNode *xd = ki->children; xd; xd = xd->next) {
+					if (!is(xd, NS_DS, "X509Data"))
+						continue;
+					for (const xmlNode *xc = xd->children; xc; xc = xc->next) {
+						if (!is(xc, NS_DS, "X509Certificate"))
+							continue;
+						xmlChar *t = xmlNodeGetContent(xc);
+						if (t) {
+							fn((const char *)t, arg);
+							n++;
+						}
+						xmlFree(t);
+					}
+				}
+			}
+		}
+	}
+	xmlFreeDoc(doc);
+	return n;
+}

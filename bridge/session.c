@@ -69,37 +69,60 @@ static void cache_put(idb_app *app, const idb_session_row *r)
 	free(js);
 }
 
+void idb_session_prepare(idb_req *req, const char *user_id, const char *org_id, const char *method,
+			 const idb_session_idp *idp, idb_session_new *s)
+{
+	idb_app *app = idb_req_app(req);
+	idb_session_row *row = &s->row;
+	memset(s, 0, sizeof(*s));
+	idb_random_token(s->token, sizeof(s->token), 32);
+	idb_sha256_hex(row->id_hash, s->token, strlen(s->token));
+	idb_random_token(row->csrf_token, sizeof(row->csrf_token), 24);
+	idb_strlcpy(row->user_id, user_id, sizeof(row->user_id));
+	idb_strlcpy(row->org_id, org_id, sizeof(row->org_id));
+	idb_strlcpy(row->auth_method, method, sizeof(row->auth_method));
+	if (idp && idp->connection_id)
+		idb_strlcpy(row->connection_id, idp->connection_id, sizeof(row->connection_id));
+	row->created_at = row->last_seen_at = idb_now_s();
+	row->expires_at = row->created_at + app->cfg->session_absolute_timeout_s;
+}
+
+int idb_session_insert(idb_req *req, idb_db *db, const idb_session_new *s, const idb_session_idp *idp, idb_err *err)
+{
+	return idb_sessions_insert(db, &s->row, idp, idb_req_ip(req), idb_req_header(req, "User-Agent"), err);
+}
+
+void idb_session_issue(idb_req *req, const idb_session_new *s, char *csrf_out)
+{
+	idb_app *app = idb_req_app(req);
+	cache_put(app, &s->row);
+	idb_resp_cookie(req, IDB_SESSION_COOKIE, s->token, app->cfg->session_absolute_timeout_s);
+	if (csrf_out)
+		idb_strlcpy(csrf_out, s->row.csrf_token, 64);
+}
+
+int idb_session_sso_in_tx(idb_db *db, const idb_jit_result *r, void *arg, idb_err *err)
+{
+	idb_session_sso *x = arg;
+	idb_session_prepare(x->req, r->user_id, r->org_id, x->method, x->idp, &x->s);
+	return idb_session_insert(x->req, db, &x->s, x->idp, err);
+}
+
 int idb_session_start(idb_req *req, const char *user_id, const char *org_id, const char *method,
 		      const idb_session_idp *idp, char *csrf_out, idb_err *err)
 {
 	idb_app *app = idb_req_app(req);
-	char token[64];
-	idb_session_row row;
-	memset(&row, 0, sizeof(row));
-	idb_random_token(token, sizeof(token), 32);
-	idb_sha256_hex(row.id_hash, token, strlen(token));
-	idb_random_token(row.csrf_token, sizeof(row.csrf_token), 24);
-	idb_strlcpy(row.user_id, user_id, sizeof(row.user_id));
-	idb_strlcpy(row.org_id, org_id, sizeof(row.org_id));
-	idb_strlcpy(row.auth_method, method, sizeof(row.auth_method));
-	if (idp && idp->connection_id)
-		idb_strlcpy(row.connection_id, idp->connection_id, sizeof(row.connection_id));
-	row.created_at = row.last_seen_at = idb_now_s();
-	row.expires_at = row.created_at + app->cfg->session_absolute_timeout_s;
-
+	idb_session_new s;
+	idb_session_prepare(req, user_id, org_id, method, idp, &s);
 	idb_db *db;
 	int rc = idb_store_acquire(app->store, &db, err);
 	if (rc != 0)
 		return rc;
-	rc = idb_sessions_insert(db, &row, idp, idb_req_ip(req), idb_req_header(req, "User-Agent"), err);
+	rc = idb_session_insert(req, db, &s, idp, err);
 	idb_store_release(db);
-	if (rc != 0)
-		return rc;
-	cache_put(app, &row);
-	idb_resp_cookie(req, IDB_SESSION_COOKIE, token, app->cfg->session_absolute_timeout_s);
-	if (csrf_out)
-		idb_strlcpy(csrf_out, row.csrf_token, 64);
-	return 0;
+	if (rc == 0)
+		idb_session_issue(req, &s, csrf_out);
+	return rc;
 }
 
 /* A cookie value we issued is 43 base64url characters; anything else is not

@@ -42,18 +42,36 @@ int idb_jit_record_failure(idb_db *db, const idb_connection *c, const char *reas
 	return rc;
 }
 
-/* The user of an identity link, locked for the rest of the transaction. */
-static int find_identity(idb_db *db, const idb_connection *c, const char *subject, char out_user[37], idb_err *err)
+/* The account state provision_tx decides on. */
+typedef struct user_state {
+	char status[16], role[16];
+	bool locked;
+} user_state;
+
+static void state_from(const PGresult *res, int col, user_state *st)
 {
-	static const char sql[] = "SELECT u.id FROM identities i JOIN users u ON u.id = i.user_id"
+	idb_strlcpy(st->status, idb_db_str(res, 0, col), sizeof(st->status));
+	st->locked = idb_db_str(res, 0, col + 1)[0] == 't';
+	idb_strlcpy(st->role, idb_db_str(res, 0, col + 2), sizeof(st->role));
+}
+
+/* The user of an identity link and its state, locked for the rest of the
+ * transaction. */
+static int find_identity(idb_db *db, const idb_connection *c, const char *subject, char out_user[37], user_state *st,
+			 idb_err *err)
+{
+	static const char sql[] = "SELECT u.id, u.status::text, u.locked_at IS NOT NULL, u.role::text"
+				  " FROM identities i JOIN users u ON u.id = i.user_id"
 				  " WHERE i.connection_id = $1::uuid AND i.subject = $2 FOR UPDATE OF u";
 	const char *p[] = {c->id, subject};
 	PGresult *res = idb_db_query(db, sql, 2, p, err);
 	if (!res)
 		return err ? err->code : IDB_EINTERNAL;
 	int rc = PQntuples(res) == 1 ? 0 : IDB_ENOTFOUND;
-	if (rc == 0)
+	if (rc == 0) {
 		idb_strlcpy(out_user, idb_db_str(res, 0, 0), 37);
+		state_from(res, 1, st);
+	}
 	PQclear(res);
 	return rc;
 }
@@ -99,27 +117,30 @@ static int link_identity(idb_db *db, const idb_connection *c, const idb_identity
 
 /* Reconciles source-'idp' memberships of this connection with the asserted
  * groups; manual and import memberships are never touched. Unknown group
- * names are created (create_missing) or collected in unknown. */
+ * names are created (create_missing) or collected in unknown. One statement
+ * adds, removes and names the unknown (two with create_missing). */
 static int sync_groups(idb_db *db, const idb_connection *c, const char *user_id, const idb_profile *p,
 		       bool create_missing, json_t *unknown, idb_jit_result *out, idb_err *err)
 {
 	static const char create_sql[] =
-		"INSERT INTO groups (org_id, name, created_via) VALUES ($1::uuid, $2, 'idp')"
+		"INSERT INTO groups (org_id, name, created_via)"
+		" SELECT DISTINCT ON (lower(x)) $1::uuid, x, 'idp' FROM json_array_elements_text($2::json) x"
 		" ON CONFLICT (org_id, lower(name)) DO NOTHING";
-	static const char add_sql[] =
-		"INSERT INTO memberships (org_id, user_id, group_id, source, connection_id)"
-		" SELECT $1::uuid, $2::uuid, g.id, 'idp', $3::uuid FROM groups g"
-		"  WHERE g.org_id = $1::uuid AND lower(g.name) = ANY (SELECT lower(x) FROM json_array_elements_text($4::json) x)"
-		" ON CONFLICT (user_id, group_id, source) DO UPDATE SET connection_id = EXCLUDED.connection_id"
-		" WHERE memberships.connection_id IS DISTINCT FROM EXCLUDED.connection_id"
-		" RETURNING (xmax = 0)";
-	static const char remove_sql[] =
-		"DELETE FROM memberships m USING groups g WHERE m.group_id = g.id AND m.user_id = $1::uuid"
-		"  AND m.source = 'idp' AND m.connection_id = $2::uuid"
-		"  AND lower(g.name) <> ALL (SELECT lower(x) FROM json_array_elements_text($3::json) x)";
-	static const char known_sql[] =
-		"SELECT x FROM json_array_elements_text($2::json) x WHERE NOT EXISTS"
-		" (SELECT 1 FROM groups g WHERE g.org_id = $1::uuid AND lower(g.name) = lower(x))";
+	static const char sync_sql[] =
+		"WITH n AS (SELECT DISTINCT lower(x) AS ln FROM json_array_elements_text($4::json) x),"
+		" g AS (SELECT g.id, lower(g.name) AS ln FROM groups g"
+		"        WHERE g.org_id = $1::uuid AND lower(g.name) IN (SELECT ln FROM n)),"
+		" ins AS (INSERT INTO memberships (org_id, user_id, group_id, source, connection_id)"
+		"         SELECT $1::uuid, $2::uuid, g.id, 'idp', $3::uuid FROM g"
+		"         ON CONFLICT (user_id, group_id, source) DO UPDATE SET connection_id = EXCLUDED.connection_id"
+		"         WHERE memberships.connection_id IS DISTINCT FROM EXCLUDED.connection_id"
+		"         RETURNING (xmax = 0) AS added),"
+		" del AS (DELETE FROM memberships m USING groups dg WHERE m.group_id = dg.id AND m.user_id = $2::uuid"
+		"         AND m.source = 'idp' AND m.connection_id = $3::uuid AND lower(dg.name) NOT IN (SELECT ln FROM n)"
+		"         RETURNING 1)"
+		" SELECT (SELECT count(*) FROM ins WHERE added), (SELECT count(*) FROM del),"
+		"        (SELECT coalesce(json_agg(x), '[]') FROM json_array_elements_text($4::json) x"
+		"          WHERE lower(x) NOT IN (SELECT ln FROM g))::text";
 	json_t *names = json_array();
 	for (size_t i = 0; i < p->ngroups; i++)
 		json_array_append_new(names, json_string(p->groups[i]));
@@ -128,39 +149,24 @@ static int sync_groups(idb_db *db, const idb_connection *c, const char *user_id,
 	if (!names_txt)
 		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
 	int rc = 0;
-	if (create_missing) {
-		for (size_t i = 0; i < p->ngroups && rc == 0; i++) {
-			const char *cp[] = {c->org_id, p->groups[i]};
-			rc = idb_db_exec(db, create_sql, 2, cp, NULL, err);
-		}
-	} else {
-		const char *kp[] = {c->org_id, names_txt};
-		PGresult *res = idb_db_query(db, known_sql, 2, kp, err);
+	if (create_missing && p->ngroups > 0) {
+		const char *cp[] = {c->org_id, names_txt};
+		rc = idb_db_exec(db, create_sql, 2, cp, NULL, err);
+	}
+	if (rc == 0) {
+		const char *sp[] = {c->org_id, user_id, c->id, names_txt};
+		PGresult *res = idb_db_query(db, sync_sql, 4, sp, err);
 		if (!res) {
 			rc = err ? err->code : IDB_EINTERNAL;
 		} else {
-			for (int i = 0; i < PQntuples(res); i++)
-				json_array_append_new(unknown, json_string(idb_db_str(res, i, 0)));
+			out->groups_added = (int)strtol(idb_db_str(res, 0, 0), NULL, 10);
+			out->groups_removed = (int)strtol(idb_db_str(res, 0, 1), NULL, 10);
+			json_t *u = json_loads(idb_db_str(res, 0, 2), 0, NULL);
+			if (u)
+				json_array_extend(unknown, u);
+			json_decref(u);
 			PQclear(res);
 		}
-	}
-	if (rc == 0) {
-		const char *ap[] = {c->org_id, user_id, c->id, names_txt};
-		PGresult *res = idb_db_query(db, add_sql, 4, ap, err);
-		if (!res)
-			rc = err ? err->code : IDB_EINTERNAL;
-		else {
-			for (int i = 0; i < PQntuples(res); i++)
-				if (idb_db_str(res, i, 0)[0] == 't')
-					out->groups_added++;
-			PQclear(res);
-		}
-	}
-	if (rc == 0) {
-		long removed = 0;
-		const char *rp[] = {user_id, c->id, names_txt};
-		rc = idb_db_exec(db, remove_sql, 3, rp, &removed, err);
-		out->groups_removed = (int)removed;
 	}
 	free(names_txt);
 	return rc;
@@ -200,7 +206,8 @@ static int provision_tx(idb_db *db, const idb_connection *c, const idb_identity 
 {
 	bool jit_enabled = idb_connection_flag(c, NULL, "enabled", true);
 	char user_id[37] = "";
-	int rc = find_identity(db, c, id->subject, user_id, err);
+	user_state st = {.status = ""};
+	int rc = find_identity(db, c, id->subject, user_id, &st, err);
 	if (rc != 0 && rc != IDB_ENOTFOUND)
 		return rc;
 	if (rc == IDB_ENOTFOUND) {
@@ -245,16 +252,18 @@ static int provision_tx(idb_db *db, const idb_connection *c, const idb_identity 
 	idb_strlcpy(out->user_id, user_id, sizeof(out->user_id));
 	idb_strlcpy(out->org_id, c->org_id, sizeof(out->org_id));
 
-	static const char state_sql[] = "SELECT status::text, locked_at IS NOT NULL, role::text FROM users WHERE id = $1::uuid";
-	const char *up[] = {user_id};
-	PGresult *res = idb_db_query(db, state_sql, 1, up, err);
-	if (!res)
-		return err ? err->code : IDB_EINTERNAL;
-	char status[16], role[16];
-	idb_strlcpy(status, idb_db_str(res, 0, 0), sizeof(status));
-	bool locked = idb_db_str(res, 0, 1)[0] == 't';
-	idb_strlcpy(role, idb_db_str(res, 0, 2), sizeof(role));
-	PQclear(res);
+	if (!st.status[0]) { /* linked or created above */
+		static const char state_sql[] =
+			"SELECT status::text, locked_at IS NOT NULL, role::text FROM users WHERE id = $1::uuid";
+		const char *up[] = {user_id};
+		PGresult *res = idb_db_query(db, state_sql, 1, up, err);
+		if (!res)
+			return err ? err->code : IDB_EINTERNAL;
+		state_from(res, 0, &st);
+		PQclear(res);
+	}
+	const char *status = st.status, *role = st.role;
+	bool locked = st.locked;
 	if (!strcmp(status, "deleted"))
 		return refuse(out, "deleted", "Account not found. Ask your administrator to invite you.", err);
 	if (!strcmp(status, "inactive"))
@@ -266,22 +275,19 @@ static int provision_tx(idb_db *db, const idb_connection *c, const idb_identity 
 	/* A role rule's result is re-applied on each login; otherwise the role an
 	 * admin set stays. */
 	const char *new_role = p->role_from_rule ? idb_role_name(p->role) : role;
+	/* The identity's last login rides along (a data-modifying CTE always runs). */
 	static const char upd_sql[] =
-		"UPDATE users SET status = 'active', name = CASE WHEN $2 = '' THEN name ELSE $2 END,"
+		"WITH i AS (UPDATE identities SET last_login_at = now() WHERE connection_id = $4::uuid AND subject = $5)"
+		" UPDATE users SET status = 'active', name = CASE WHEN $2 = '' THEN name ELSE $2 END,"
 		" role = $3::user_role, last_login_at = now(), last_active_at = now(), sso_authenticated_at = now(),"
 		" updated_at = CASE WHEN status <> 'active' OR name IS DISTINCT FROM $2 OR role <> $3::user_role"
 		"   THEN now() ELSE updated_at END WHERE id = $1::uuid RETURNING updated_at = now()";
-	const char *pp[] = {user_id, p->display_name ? p->display_name : "", new_role};
-	PGresult *ur = idb_db_query(db, upd_sql, 3, pp, err);
+	const char *pp[] = {user_id, p->display_name ? p->display_name : "", new_role, c->id, id->subject};
+	PGresult *ur = idb_db_query(db, upd_sql, 5, pp, err);
 	if (!ur)
 		return err ? err->code : IDB_EINTERNAL;
 	bool profile_changed = PQntuples(ur) == 1 && idb_db_str(ur, 0, 0)[0] == 't';
 	PQclear(ur);
-	static const char ident_sql[] =
-		"UPDATE identities SET last_login_at = now() WHERE connection_id = $1::uuid AND subject = $2";
-	const char *ip2[] = {c->id, id->subject};
-	if ((rc = idb_db_exec(db, ident_sql, 2, ip2, NULL, err)) != 0)
-		return rc;
 	json_t *before = report ? idp_group_names(db, c, user_id) : NULL;
 	if (idb_connection_flag(c, NULL, "sync_groups", true) && !p->groups_overage)
 		rc = sync_groups(db, c, user_id, p, idb_connection_flag(c, NULL, "create_missing_groups", false), unknown,
@@ -337,6 +343,8 @@ int idb_jit_provision(idb_db *db, const idb_connection *c, const idb_identity *i
 			rc = idb_activity_record(db, c->org_id, out->user_id, "login_success", NULL, ip, txt, err);
 			free(txt);
 		}
+		if (rc == 0 && opts->in_tx && !opts->dry_run)
+			rc = opts->in_tx(db, out, opts->in_tx_arg, err);
 		if (rc == 0 && opts->dry_run) {
 			idb_db_rollback(db); /* the dry run shows what would happen, and keeps nothing */
 			json_decref(unknown);

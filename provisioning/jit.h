@@ -39,6 +39,11 @@ typedef struct idb_jit_result {
 typedef struct idb_jit_opts {
 	bool dry_run; /* run everything, then roll back: what a login would do */
 	bool report;  /* fill idb_jit_result.report */
+	/* Called inside the login's transaction once the user is accepted (not
+	 * on a dry run), so that what the caller writes for this login (its
+	 * session row) commits with it; non-zero rolls everything back. */
+	int (*in_tx)(idb_db *db, const idb_jit_result *r, void *arg, idb_err *err);
+	void *in_tx_arg;
 } idb_jit_opts;
 
 /* Provisions (or refuses) the login of id (already verified by the protocol
