@@ -58,7 +58,9 @@ static char *like_pattern(const char *q)
 
 /* Largest candidate set that is sorted rather than walked in order. */
 #define CANDIDATE_MAX 7000
-#define TEXT_CANDIDATE_MAX 2000
+/* Rows of the list order a text search reads before it asks the trigram
+ * index instead (an index-only walk of this many takes a few ms). */
+#define TEXT_WALK_ROWS 10000
 
 static int count_limited(idb_db *db, const char *sql, int n, const char *const *p, long *out, idb_err *err)
 {
@@ -120,12 +122,13 @@ int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, jso
 			return rc == IDB_ENOTFOUND ? idb_err_set(err, IDB_EINVAL, "group", "Group not found") : rc;
 	}
 
-	/* A page is normally read in (lower(email), id) order from the index,
-	 * filtering as it goes: quick while matches are dense. For a sparse
+	/* A page is normally read in (lower(email), id) order from
+	 * user_search's covering index, filtering as it goes without heap
+	 * visits: quick while matches are dense. For a sparse
 	 * group or last-login range that walk would visit many rows, so when
 	 * the filter's own index says it has at most CANDIDATE_MAX rows, those
 	 * candidates are materialised first and sorted instead. */
-	enum { DRIVE_ORDER, DRIVE_GROUP, DRIVE_LOGIN, DRIVE_TEXT } drive = DRIVE_ORDER;
+	enum { DRIVE_ORDER, DRIVE_GROUP, DRIVE_LOGIN } drive = DRIVE_ORDER;
 	char after_s[24], before_s[24], lim_s[16];
 	if (f->last_login_after)
 		snprintf(after_s, sizeof(after_s), "%lld", (long long)after);
@@ -155,31 +158,76 @@ int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, jso
 	char *pattern = f->q ? like_pattern(f->q) : NULL;
 	if (f->q && !pattern)
 		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
-	/* Text matches cluster in e-mail order (a first name is a prefix), so
-	 * an ordered walk may pass most of the table before the first match:
-	 * below TEXT_CANDIDATE_MAX matches the trigram index drives instead.
-	 * The probe is planned for the actual pattern (ad hoc). */
-	if (pattern && best > TEXT_CANDIDATE_MAX && strlen(f->q) >= 3) {
-		static const char probe[] = "SELECT count(*) FROM (SELECT 1 FROM users u WHERE u.org_id = $1::uuid"
-					    " AND (lower(u.email) LIKE lower($2) OR lower(u.name) LIKE lower($2))"
-					    " LIMIT 2001) s";
-		const char *pp[] = {org_id, pattern};
-		PGresult *res = idb_db_query_adhoc(db, probe, 2, pp, err);
-		if (!res) {
-			free(pattern);
-			return err ? err->code : IDB_EINTERNAL;
-		}
-		if (strtol(idb_db_str(res, 0, 0), NULL, 10) <= TEXT_CANDIDATE_MAX)
-			drive = DRIVE_TEXT;
-		PQclear(res);
-	}
+	/* Text matches may cluster anywhere in e-mail order (a first name is a
+	 * prefix), so a walk in order may pass most of the table before the
+	 * first one, while the trigram index costs a heap visit per match. The
+	 * page is read by walking at most TEXT_WALK_ROWS rows; only when that
+	 * leaves the page short although more rows follow does the same
+	 * statement fall back to the trigram candidates, sorted. Patterns
+	 * shorter than a trigram cannot use the index: those walk to the end. */
+	bool text_walk = drive == DRIVE_ORDER && pattern && strlen(f->q) >= 3;
+	/* The joined text matches exactly when one part does, unless q itself
+	 * contains the line break that joins them. */
+	bool text_parts = pattern && strchr(f->q, '\n') != NULL;
 
 	/* Assembled from static fragments only; every value is a parameter.
-	 * The inner query picks the page; the JSON is built for those rows. */
+	 * The inner query picks the page from user_search (index-only where it
+	 * walks); the JSON is built for those rows. */
 	const char *p[12];
-	int np = 0, pat_n = 0;
+	int np = 0, pat_n = 0, cur_n = 0;
 	sqlbuf b = {.n = 0};
+	char filters[1024];
+	sqlbuf fb = {.n = 0};
 	p[np++] = org_id; /* $1 */
+	snprintf(lim_s, sizeof(lim_s), "%d", lim + 1);
+	p[np++] = lim_s; /* $2 */
+	if (f->cursor) {
+		cur_n = np + 1;
+		p[np++] = parts[0];
+		p[np++] = parts[1];
+	}
+	if (pattern) {
+		pat_n = ++np;
+		p[np - 1] = pattern;
+	}
+	/* The conditions on a user_search row s besides org and cursor. */
+	if (f->status) {
+		sql_add(&fb, " AND s.status = $%d::user_status", ++np);
+		p[np - 1] = f->status;
+	} else {
+		sql_add(&fb, " AND s.status <> 'deleted'");
+	}
+	if (f->role) {
+		sql_add(&fb, " AND s.role = $%d::user_role", ++np);
+		p[np - 1] = f->role;
+	}
+	if (f->group && drive != DRIVE_GROUP) {
+		sql_add(&fb, " AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = s.user_id AND m.group_id = $%d::uuid)",
+			++np);
+		p[np - 1] = group_id;
+	}
+	if (f->last_login_after && drive != DRIVE_LOGIN) {
+		sql_add(&fb, " AND s.last_login_at >= to_timestamp($%d::double precision)", ++np);
+		p[np - 1] = after_s;
+	}
+	if (f->last_login_before && drive != DRIVE_LOGIN) {
+		sql_add(&fb, " AND s.last_login_at < to_timestamp($%d::double precision)", ++np);
+		p[np - 1] = before_s;
+	}
+	if (fb.overflow || fb.n >= sizeof(filters)) {
+		free(pattern);
+		return idb_err_set(err, IDB_EINTERNAL, NULL, "list query too long");
+	}
+	memcpy(filters, fb.s, fb.n + 1);
+	char cursor_sql[96] = "";
+	if (f->cursor)
+		snprintf(cursor_sql, sizeof(cursor_sql), " AND (s.email_lc, s.user_id) > ($%d, $%d::uuid)", cur_n,
+			 cur_n + 1);
+	char text_sql[160] = "";
+	if (pattern)
+		snprintf(text_sql, sizeof(text_sql), " AND (s.email_lc LIKE lower($%d) OR s.name_lc LIKE lower($%d))",
+			 pat_n, pat_n);
+
 	if (drive == DRIVE_GROUP) {
 		sql_add(&b, "WITH c AS MATERIALIZED (SELECT DISTINCT user_id AS id FROM memberships"
 			    " WHERE group_id = $%d::uuid) ", ++np);
@@ -195,52 +243,35 @@ int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, jso
 			p[np - 1] = before_s;
 		}
 		sql_add(&b, ") ");
-	} else if (drive == DRIVE_TEXT) {
-		pat_n = ++np;
-		p[np - 1] = pattern;
-		sql_add(&b, "WITH c AS MATERIALIZED (SELECT id FROM users WHERE org_id = $1::uuid"
-			    " AND (lower(email) LIKE lower($%d) OR lower(name) LIKE lower($%d))) ", pat_n, pat_n);
 	}
-	sql_add(&b, "SELECT idb_user_json(u)::text, k.e, k.id FROM (SELECT u.id, lower(u.email) AS e FROM %s"
-		    " WHERE u.org_id = $1::uuid", drive == DRIVE_ORDER ? "users u" : "c JOIN users u ON u.id = c.id");
-	if (f->status) {
-		sql_add(&b, " AND u.status = $%d::user_status", ++np);
-		p[np - 1] = f->status;
+	if (!text_walk) {
+		sql_add(&b,
+			"SELECT idb_user_json(u)::text, k.e, k.id FROM (SELECT s.user_id AS id, s.email_lc AS e FROM %s"
+			" WHERE s.org_id = $1::uuid%s%s%s ORDER BY s.email_lc, s.user_id LIMIT $2::int) k"
+			" JOIN users u ON u.id = k.id ORDER BY k.e, k.id",
+			drive == DRIVE_ORDER ? "user_search s" : "c JOIN user_search s ON s.user_id = c.id", filters,
+			text_sql, cursor_sql);
 	} else {
-		sql_add(&b, " AND u.status <> 'deleted'");
+		/* w: the matches among the next TEXT_WALK_ROWS rows; z: whether
+		 * more rows follow them. The trigram branch sorts on
+		 * email_lc || '' (same order) so that the planner cannot turn it
+		 * back into a walk in index order. */
+		sql_add(&b,
+			"WITH w AS MATERIALIZED (SELECT s.user_id AS id, s.email_lc AS e FROM (SELECT s.* FROM user_search s"
+			" WHERE s.org_id = $1::uuid%s ORDER BY s.email_lc, s.user_id LIMIT %d) s WHERE true%s%s"
+			" ORDER BY s.email_lc, s.user_id LIMIT $2::int),"
+			" z AS MATERIALIZED (SELECT 1 FROM (SELECT 1 FROM user_search s WHERE s.org_id = $1::uuid%s"
+			" ORDER BY s.email_lc, s.user_id OFFSET %d LIMIT 1) z)"
+			" SELECT idb_user_json(u)::text, k.e, k.id FROM ("
+			"SELECT id, e FROM w WHERE (SELECT count(*) FROM w) = $2::int OR NOT EXISTS (SELECT 1 FROM z)"
+			" UNION ALL (SELECT s.user_id, s.email_lc FROM user_search s WHERE s.org_id = $1::uuid"
+			" AND (s.email_lc || E'\\n' || s.name_lc) LIKE lower($%d)%s%s%s"
+			" AND (SELECT count(*) FROM w) < $2::int AND EXISTS (SELECT 1 FROM z)"
+			" ORDER BY s.email_lc || '', s.user_id LIMIT $2::int)) k"
+			" JOIN users u ON u.id = k.id ORDER BY k.e, k.id",
+			cursor_sql, TEXT_WALK_ROWS, filters, text_sql, cursor_sql, TEXT_WALK_ROWS, pat_n, filters,
+			text_parts ? text_sql : "", cursor_sql);
 	}
-	if (f->role) {
-		sql_add(&b, " AND u.role = $%d::user_role", ++np);
-		p[np - 1] = f->role;
-	}
-	if (f->group && drive != DRIVE_GROUP) {
-		sql_add(&b, " AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = u.id AND m.group_id = $%d::uuid)",
-			++np);
-		p[np - 1] = group_id;
-	}
-	if (f->last_login_after && drive != DRIVE_LOGIN) {
-		sql_add(&b, " AND u.last_login_at >= to_timestamp($%d::double precision)", ++np);
-		p[np - 1] = after_s;
-	}
-	if (f->last_login_before && drive != DRIVE_LOGIN) {
-		sql_add(&b, " AND u.last_login_at < to_timestamp($%d::double precision)", ++np);
-		p[np - 1] = before_s;
-	}
-	if (pattern && drive != DRIVE_TEXT) {
-		pat_n = ++np;
-		p[np - 1] = pattern;
-		sql_add(&b, " AND (lower(u.email) LIKE lower($%d) OR lower(u.name) LIKE lower($%d))", pat_n, pat_n);
-	}
-	if (f->cursor) {
-		sql_add(&b, " AND (lower(u.email), u.id) > ($%d", ++np);
-		p[np - 1] = parts[0];
-		sql_add(&b, ", $%d::uuid)", ++np);
-		p[np - 1] = parts[1];
-	}
-	snprintf(lim_s, sizeof(lim_s), "%d", lim + 1);
-	sql_add(&b, " ORDER BY lower(u.email), u.id LIMIT $%d::int) k JOIN users u ON u.id = k.id ORDER BY k.e, k.id",
-		++np);
-	p[np - 1] = lim_s;
 	if (b.overflow)
 		rc = idb_err_set(err, IDB_EINTERNAL, NULL, "list query too long");
 	else

@@ -135,6 +135,109 @@ def test_soft_deleted_users_are_hidden_unless_asked(acme):
     assert [u["id"] for u in got] == [uid]
 
 
+def _pages(api, **params):
+    """Every item of a list, page by page through next_cursor."""
+    seen, cursor = [], None
+    while True:
+        r = api.get("users", params=dict(params, cursor=cursor) if cursor else params)
+        assert r.status_code == 200, r.text
+        seen += [u["email"] for u in r.json()["items"]]
+        cursor = r.json()["next_cursor"]
+        if not cursor:
+            return seen
+
+
+def test_text_search_pages_match_the_database_order_when_matches_are_far_into_the_list(daemon):
+    # More rows ahead of the matches than a text search walks in list order
+    # (TEXT_WALK_ROWS, 10,000): those pages come from the trigram index.
+    org = Org(daemon, "searchco", "admin@searchco.test")
+    db = daemon.db
+    db.query("""INSERT INTO users (org_id, email, name, role, status, created_via)
+                SELECT %s, 'aa-filler-' || i || '@searchco.test', 'Filler ' || i, 'readonly', 'active', 'import'
+                  FROM generate_series(1, 10100) i""", org.id)
+    db.query("""INSERT INTO users (org_id, email, name, role, status, created_via)
+                SELECT %s, 'zz-' || CASE WHEN i %% 3 = 0 THEN 'Needle' ELSE 'hay' END || '-' || i || '@searchco.test',
+                       CASE WHEN i %% 3 = 1 THEN 'Big NEEDLE ' || i ELSE 'Other ' || i END,
+                       (CASE WHEN i %% 2 = 0 THEN 'train' ELSE 'readonly' END)::user_role,
+                       (CASE WHEN i %% 10 = 0 THEN 'deleted' ELSE 'active' END)::user_status, 'import'
+                  FROM generate_series(1, 180) i""", org.id)
+
+    def expected(extra="", *args):
+        return [e for (e,) in db.query(
+            "SELECT email FROM users WHERE org_id = %s AND (lower(email) LIKE '%%needle%%'"
+            " OR lower(name) LIKE '%%needle%%') " + extra + " ORDER BY lower(email), id", org.id, *args)]
+
+    want = expected("AND status <> 'deleted'")
+    assert len(want) > 100
+    for limit in (7, 50, 200):
+        assert _pages(org.admin, q="neeDLE", limit=limit) == want
+    assert _pages(org.admin, q="needle", role="train", limit=20) == expected(
+        "AND status <> 'deleted' AND role = 'train'")
+    assert _pages(org.admin, q="needle", status="deleted", limit=5) == expected("AND status = 'deleted'")
+    # a match in the name only (the e-mail says hay)
+    assert "zz-hay-1@searchco.test" in want
+    # dense matches are read in list order: the same answer
+    assert _pages(org.admin, q="filler-1", limit=100) == [e for (e,) in db.query(
+        "SELECT email FROM users WHERE org_id = %s AND lower(email) LIKE '%%filler-1%%' ORDER BY lower(email), id",
+        org.id)]
+    # shorter than a trigram: walked to the end
+    assert _pages(org.admin, q="zz", limit=200) == [e for (e,) in db.query(
+        "SELECT email FROM users WHERE org_id = %s AND status <> 'deleted' AND (lower(email) LIKE '%%zz%%'"
+        " OR lower(name) LIKE '%%zz%%') ORDER BY lower(email), id", org.id)]
+    # no match anywhere
+    assert org.admin.get("users", params={"q": "no-such-needle"}).json() == {"items": [], "next_cursor": None}
+    # LIKE metacharacters are literals
+    assert org.admin.get("users", params={"q": "needle%"}).json()["items"] == []
+
+
+def test_search_table_follows_every_change_of_a_user(acme):
+    db = acme.d.db
+
+    def search_row(uid):
+        return db.one("SELECT org_id::text, email_lc, name_lc, status::text, role::text, last_login_at"
+                      " FROM user_search WHERE user_id = %s", uid)
+
+    def user_row(uid):
+        return db.one("SELECT org_id::text, lower(email), lower(name), status::text, role::text, last_login_at"
+                      " FROM users WHERE id = %s", uid)
+
+    def emails(**params):
+        return [u["email"] for u in acme.admin.get("users", params=params).json()["items"]]
+
+    email = uniq("Sync")
+    uid = acme.create_user(email, name="Ada Searchable")
+    assert search_row(uid) == user_row(uid)
+    assert emails(q="ada searchable") == [email]
+
+    assert acme.admin.patch("users/%s" % uid, {"name": "Grace Findable", "role": "train"}).status_code == 200
+    assert search_row(uid) == user_row(uid)
+    assert emails(q="ada searchable") == []
+    assert emails(q="grace findable", role="train") == [email]
+
+    db.query("UPDATE users SET email = %s, last_login_at = now() - interval '3 days' WHERE id = %s",
+             "renamed-" + email, uid)
+    assert search_row(uid) == user_row(uid)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 4 * 86400))
+    assert emails(q="grace findable", last_login_after=since) == ["renamed-" + email]
+
+    assert acme.admin.post("users/%s/deactivate" % uid).status_code == 200
+    assert search_row(uid) == user_row(uid)
+    assert emails(q="grace findable", status="inactive") == ["renamed-" + email]
+    r = acme.admin.delete("users/%s" % uid, json={"password": acme.admin_password})
+    assert r.status_code == 200
+    assert search_row(uid) == user_row(uid)
+    assert emails(q="grace findable") == []
+
+    r = acme.admin.delete("users/%s?mode=hard" % uid, json={"password": acme.admin_password})
+    assert r.status_code == 204, r.text
+    assert search_row(uid) is None
+    # and nothing anywhere is out of step
+    assert db.value("""SELECT count(*) FROM users u FULL JOIN user_search s ON s.user_id = u.id
+                        WHERE u.id IS NULL OR s.user_id IS NULL
+                           OR (u.org_id, lower(u.email), lower(u.name), u.status, u.role, u.last_login_at)
+                              IS DISTINCT FROM (s.org_id, s.email_lc, s.name_lc, s.status, s.role, s.last_login_at)""") == 0
+
+
 # --- editing ---------------------------------------------------------------------
 
 def test_role_change_shows_on_next_auth_check(acme):
