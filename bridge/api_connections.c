@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 
 #include "api.h"
+#include "conncache.h"
 #include "app.h"
 #include "connections.h"
 #include "connsave.h"
@@ -90,6 +91,7 @@ static int save(idb_req *req, const char *existing_id)
 	idb_actor act = actor_of(req);
 	int rc = idb_connsave(db, app->cfg, app->presets, org, existing_id, body, &act, errors, id, &err);
 	if (rc == 0) {
+		idb_conncache_changed(app->conns);
 		rc = respond_conn(req, db, org, id, existing_id ? 200 : 201);
 		json_decref(errors);
 	} else if (json_array_size(errors) > 0) {
@@ -154,6 +156,7 @@ int idb_api_connections_delete(idb_req *req)
 	idb_store_release(db);
 	if (rc != 0)
 		return idb_resp_error(req, &err);
+	idb_conncache_changed(idb_req_app(req)->conns);
 	return idb_resp_body(req, 204, NULL, "", 0);
 }
 

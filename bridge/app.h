@@ -13,6 +13,7 @@
 struct idb_saml;
 struct idb_presets;
 struct idb_oidc;
+struct idb_conncache;
 
 typedef struct idb_app {
 	const idb_config *cfg;
@@ -21,6 +22,7 @@ typedef struct idb_app {
 	struct idb_saml *saml;
 	const struct idb_presets *presets;
 	struct idb_oidc *oidc;
+	struct idb_conncache *conns; /* IdP connections by slug, NOTIFY-invalidated */
 	atomic_int inflight; /* requests between first byte and completion */
 } idb_app;
 

@@ -14,6 +14,7 @@
 #include "app.h"
 #include "cache.h"
 #include "config.h"
+#include "conncache.h"
 #include "http.h"
 #include "keyfile.h"
 #include "log.h"
@@ -135,6 +136,11 @@ int main(int argc, char **argv)
 		idb_log_error("%s", err.msg);
 		goto out;
 	}
+	if (idb_conncache_open(&app.conns, cfg->database_url, cfg->local_cache_entries > 0 ? 64 : 0,
+			       (int)cfg->local_cache_ttl_s, &err) != 0) {
+		idb_log_error("%s", err.msg);
+		goto out;
+	}
 	if (idb_cache_open(&app.cache, cfg, &err) != 0 || idb_cache_start_subscriber(app.cache, &err) != 0) {
 		idb_log_error("%s", err.msg);
 		goto out;
@@ -168,12 +174,12 @@ out:
 	idb_outbox_stop(outbox);
 	idb_cache_thread_cleanup();
 	idb_cache_free(app.cache);
+	idb_conncache_free(app.conns);
 	idb_store_free(app.store);
 	idb_saml_free(app.saml);
 	idb_saml_global_shutdown();
 	idb_presets_free(presets);
 	idb_oidc_free(app.oidc);
-	curl_global_cleanup();
 	sodium_memzero(secret, sizeof(secret));
 	idb_config_free(cfg);
 	if (curl_ready)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: AGPL-3.0-or-later */
 #include "maintenance.h"
+#include "conncache.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -57,6 +58,7 @@ void idb_maintenance_refresh_metadata(idb_app *app)
 			(void)idb_connection_set_metadata(db, id, rc == 0 ? fr.body : NULL, valid_until, cache_s,
 							  rc == 0 ? NULL : err.msg, NULL);
 			idb_store_release(db);
+			idb_conncache_changed(app->conns);
 		}
 		if (rc == 0)
 			idb_log_info("refreshed IdP metadata of connection %s from %s", id, url);

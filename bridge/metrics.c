@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: AGPL-3.0-or-later */
 #include "metrics.h"
+#include "conncache.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -169,6 +170,18 @@ char *idb_metrics_render(idb_app *app, size_t *len)
 		  "# HELP idbridge_cache_fallbacks_total Look-ups served from PostgreSQL because Redis was unavailable.\n"
 		  "# TYPE idbridge_cache_fallbacks_total counter\nidbridge_cache_fallbacks_total %llu\n",
 		  atomic_load_explicit(&fallbacks, memory_order_relaxed));
+	unsigned long long ch = 0, cm = 0;
+	idb_conncache_stats(app->conns, &ch, &cm);
+	sb_printf(&b,
+		  "# HELP idbridge_connection_cache_requests_total IdP connection look-ups by result (hit = served from"
+		  " memory).\n"
+		  "# TYPE idbridge_connection_cache_requests_total counter\n"
+		  "idbridge_connection_cache_requests_total{result=\"hit\"} %llu\n"
+		  "idbridge_connection_cache_requests_total{result=\"miss\"} %llu\n"
+		  "# HELP idbridge_connection_cache_listening Whether the PostgreSQL LISTEN connection that keeps the"
+		  " connection cache current is up.\n"
+		  "# TYPE idbridge_connection_cache_listening gauge\nidbridge_connection_cache_listening %d\n",
+		  ch, cm, idb_conncache_listening(app->conns) ? 1 : 0);
 	int in_use = 0, idle = 0, size = 0;
 	idb_store_stats(app->store, &in_use, &idle, &size);
 	sb_printf(&b,

@@ -667,21 +667,7 @@ static int fail_set(oidc_fail *f, unsigned status, const char *type, const char 
 
 static int load_connection(idb_req *req, idb_connection *c, idb_err *err)
 {
-	const char *slug = idb_req_param(req, "conn");
-	idb_db *db;
-	int rc = idb_store_acquire(idb_req_app(req)->store, &db, err);
-	if (rc != 0)
-		return rc;
-	rc = idb_connection_by_slug(db, slug, c, err);
-	idb_store_release(db);
-	if (rc == 0 && strcmp(c->protocol, "oidc") != 0) {
-		idb_connection_clear(c);
-		rc = IDB_ENOTFOUND;
-	}
-	if (rc == IDB_ENOTFOUND)
-		return idb_err_set(err, IDB_ENOTFOUND, "sso-unknown-connection",
-				   "There is no OpenID Connect connection named %.63s.", slug);
-	return rc;
+	return idb_sso_connection(req, "oidc", c, err);
 }
 
 static void callback_url(const idb_config *cfg, const char *slug, char *out, size_t outsz)

@@ -2,6 +2,7 @@
 #include "saml.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +73,7 @@ struct idb_saml {
 
 /* --- process set-up --- */
 
-static void lasso_log(const char *domain, GLogLevelFlags level, const char *message, gpointer user_data)
+static void lasso_glog(const char *domain, GLogLevelFlags level, const char *message, gpointer user_data)
 {
 	(void)domain;
 	(void)user_data;
@@ -82,13 +83,37 @@ static void lasso_log(const char *domain, GLogLevelFlags level, const char *mess
 		idb_log_debug("lasso: %s", message);
 }
 
+/* Debian's lasso is built with its debug messages on: every XML node it
+ * parses goes through its exported lasso_log(), which formats the text,
+ * reads the clock and calls g_log() before any handler can say "not
+ * wanted" — 5 % of an ACS request. liblasso calls lasso_log through its PLT,
+ * so this definition in the executable takes its place: debug and info
+ * messages cost nothing unless idbridge logs at debug. */
+void lasso_log(GLogLevelFlags level, const char *filename, int line, const char *function, const char *format, ...)
+	__attribute__((format(printf, 5, 6)));
+void lasso_log(GLogLevelFlags level, const char *filename, int line, const char *function, const char *format, ...)
+{
+	bool severe = level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING);
+	if (!severe && idb_log_threshold > IDB_LOG_DEBUG)
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, format);
+	vsnprintf(msg, sizeof(msg), format, ap);
+	va_end(ap);
+	if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
+		idb_log_warn("lasso: %s (%s:%d %s)", msg, filename, line, function ? function : "");
+	else
+		idb_log_debug("lasso: %s (%s:%d %s)", msg, filename, line, function ? function : "");
+}
+
 int idb_saml_global_init(idb_err *err)
 {
 	/* LASSO_FLAG=no-verify-signature would switch verification off. */
 	unsetenv("LASSO_FLAG");
 	if (lasso_init() != 0)
 		return idb_err_set(err, IDB_EINTERNAL, NULL, "lasso initialisation failed");
-	lasso_log_set_handler(G_LOG_LEVEL_MASK | G_LOG_FLAG_FATAL | G_LOG_FLAG_RECURSION, lasso_log, NULL);
+	lasso_log_set_handler(G_LOG_LEVEL_MASK | G_LOG_FLAG_FATAL | G_LOG_FLAG_RECURSION, lasso_glog, NULL);
 	/* No URI is ever dereferenced by xmlsec (RetrievalMethod, CipherReference…). */
 	xmlSecIOCleanupCallbacks();
 	return 0;
@@ -430,21 +455,7 @@ static char *sign_redirect(const idb_saml *s, const char *url)
 
 static int load_connection(idb_req *req, idb_connection *c, idb_err *err)
 {
-	const char *slug = idb_req_param(req, "conn");
-	idb_db *db;
-	int rc = idb_store_acquire(idb_req_app(req)->store, &db, err);
-	if (rc != 0)
-		return rc;
-	rc = idb_connection_by_slug(db, slug, c, err);
-	idb_store_release(db);
-	if (rc == 0 && strcmp(c->protocol, "saml") != 0) {
-		idb_connection_clear(c);
-		rc = IDB_ENOTFOUND;
-	}
-	if (rc == IDB_ENOTFOUND)
-		return idb_err_set(err, IDB_ENOTFOUND, "sso-unknown-connection", "There is no SAML connection named %s.",
-				   slug);
-	return rc;
+	return idb_sso_connection(req, "saml", c, err);
 }
 
 int idb_saml_handle_metadata(idb_req *req)

@@ -2,6 +2,8 @@
 #include "sso.h"
 
 #include "admin.h"
+#include "app.h"
+#include "conncache.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,4 +30,19 @@ int idb_sso_fail(idb_req *req, unsigned status, const char *type, const char *ti
 	free(ed);
 	idb_resp_header(req, "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
 	return idb_resp_body(req, status, "text/html; charset=utf-8", page, (size_t)(n < (int)sizeof(page) ? n : (int)sizeof(page) - 1));
+}
+
+int idb_sso_connection(idb_req *req, const char *protocol, idb_connection *c, idb_err *err)
+{
+	idb_app *app = idb_req_app(req);
+	const char *slug = idb_req_param(req, "conn");
+	int rc = idb_conncache_by_slug(app->conns, app->store, slug, c, err);
+	if (rc == 0 && strcmp(c->protocol, protocol) != 0) {
+		idb_connection_clear(c);
+		rc = IDB_ENOTFOUND;
+	}
+	if (rc == IDB_ENOTFOUND)
+		return idb_err_set(err, IDB_ENOTFOUND, "sso-unknown-connection", "There is no %s connection named %.63s.",
+				   strcmp(protocol, "saml") == 0 ? "SAML" : "OpenID Connect", slug);
+	return rc;
 }

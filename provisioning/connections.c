@@ -28,6 +28,34 @@ void idb_connection_clear(idb_connection *c)
 	memset(c, 0, sizeof(*c));
 }
 
+static char *dup_or_null(const char *s, bool *ok)
+{
+	if (!s)
+		return NULL;
+	char *d = strdup(s);
+	if (!d)
+		*ok = false;
+	return d;
+}
+
+int idb_connection_copy(idb_connection *dst, const idb_connection *src)
+{
+	bool ok = true;
+	*dst = *src;
+	dst->name = dup_or_null(src->name, &ok);
+	dst->preset = dup_or_null(src->preset, &ok);
+	dst->metadata_xml = dup_or_null(src->metadata_xml, &ok);
+	dst->metadata_error = dup_or_null(src->metadata_error, &ok);
+	dst->settings = src->settings ? json_deep_copy(src->settings) : NULL;
+	dst->jit = src->jit ? json_deep_copy(src->jit) : NULL;
+	dst->domains = src->domains ? json_deep_copy(src->domains) : NULL;
+	if (!ok || (src->settings && !dst->settings) || (src->jit && !dst->jit) || (src->domains && !dst->domains)) {
+		idb_connection_clear(dst);
+		return IDB_EINTERNAL;
+	}
+	return 0;
+}
+
 #define CONN_COLS                                                                                                  \
 	"id, org_id, slug, name, protocol, enabled, preset, settings::text, jit::text, array_to_json(allowed_domains)::text," \
 	" metadata_xml, coalesce(extract(epoch FROM metadata_fetched_at)::bigint, 0),"                                  \

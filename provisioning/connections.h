@@ -32,6 +32,9 @@ typedef struct idb_connection {
 } idb_connection;
 
 void idb_connection_clear(idb_connection *c);
+/* Deep copy of src into dst (cleared first is not needed; dst is overwritten).
+ * IDB_EINTERNAL when out of memory (dst is then cleared). */
+int idb_connection_copy(idb_connection *dst, const idb_connection *src);
 
 /* Looks a connection up by slug (deployment-wide) or by id within org_id.
  * IDB_ENOTFOUND when absent. out is cleared with idb_connection_clear. */

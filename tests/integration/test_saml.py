@@ -8,6 +8,7 @@ The attacks are in test_saml_attacks.py."""
 
 import base64
 import calendar
+import re
 import secrets
 import subprocess
 import time
@@ -409,6 +410,73 @@ def test_disabled_connection_refuses_login(saml, daemon):
     r = saml.post_acs(post)
     assert r.status_code in (400, 403, 404), (r.status_code, r.text[:300])
     assert saml.user(conn.email("disabled")) is None
+
+
+def _until(pred, timeout=3.0):
+    """Polls pred() until it is true or timeout seconds pass; returns its last value."""
+    end = time.time() + timeout
+    while True:
+        v = pred()
+        if v or time.time() > end:
+            return v
+        time.sleep(0.05)
+
+
+def _conn_cache_hits(daemon):
+    text = daemon.get("/metrics").text
+    m = re.search(r'^idbridge_connection_cache_requests_total\{result="hit"\} (\d+)$', text, re.M)
+    assert m, "no connection cache metric"
+    return int(m.group(1))
+
+
+def _listener_pids(db_url):
+    return [r["pid"] for r in idbtest.psql(
+        db_url, "SELECT pid FROM pg_stat_activity WHERE application_name = 'idbridge-listen'")]
+
+
+def test_connection_changed_outside_the_api_is_seen_at_once(saml, daemon, db_url):
+    """Connections are served from memory; a change made with plain SQL (or
+    idbridgectl, or on another instance) reaches the daemon through the
+    trigger's NOTIFY: the disabled connection refuses the very next logins."""
+    assert _until(lambda: _listener_pids(db_url)), "no LISTEN connection"
+    conn = saml.create_connection()
+    saml.login_ok(conn, "cached-1", attrs(conn.email("cached1"), "C1"))  # the row is now in memory
+    hits = _conn_cache_hits(daemon)
+    saml.login_ok(conn, "cached-1", attrs(conn.email("cached1"), "C1"))
+    assert _conn_cache_hits(daemon) >= hits + 2  # login + ACS served from memory
+    loc = saml.start_login(conn)
+    post = conn.idp.sp_initiated(loc, "cached-2", attrs(conn.email("cached2"), "C2"))
+    idbtest.psql(db_url, "UPDATE idp_connections SET enabled = false, updated_at = now() WHERE id = %s",
+                 (conn.id,))
+    time.sleep(0.2)  # a NOTIFY is asynchronous; PostgreSQL delivers it within milliseconds
+    r = saml.post_acs(post)
+    assert r.status_code in (400, 403, 404), (r.status_code, r.text[:300])
+    assert saml.user(conn.email("cached2")) is None
+    idbtest.psql(db_url, "UPDATE idp_connections SET enabled = true, updated_at = now() WHERE id = %s",
+                 (conn.id,))
+    assert _until(lambda: saml.sp_login(conn, "cached-3", attrs(conn.email("cached3"), "C3"))[0]
+                  .status_code == 303), "re-enabled connection still refused"
+
+
+def test_connection_cache_survives_losing_its_listener(saml, daemon, db_url):
+    """While the LISTEN connection is gone nothing is served from memory (a
+    change made meanwhile is seen at once); the listener comes back."""
+    conn = saml.create_connection()
+    saml.login_ok(conn, "lost-1", attrs(conn.email("lost1"), "L1"))
+    pids = _until(lambda: _listener_pids(db_url))
+    assert pids
+    idbtest.psql(db_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE application_name = 'idbridge-listen'")
+    idbtest.psql(db_url, "UPDATE idp_connections SET jit = jsonb_set(jit, '{enabled}', 'false'),"
+                         " updated_at = now() WHERE id = %s", (conn.id,))
+    time.sleep(0.2)
+    saml.expect_refused(
+        lambda: saml.sp_login(conn, "lost-2", attrs(conn.email("lost2"), "L2"))[0],
+        hints=("not-found", "jit", "account"), statuses=(403, 401, 404, 400))
+    new = _until(lambda: [p for p in _listener_pids(db_url) if p not in pids], timeout=10)
+    assert new, "the listener did not reconnect"
+    assert "lost the PostgreSQL listener connection" in daemon.log_text()
+    saml.login_ok(conn, "lost-1", attrs(conn.email("lost1"), "L1"))  # the known user still gets in
 
 
 @pytest.mark.parametrize("signed", ["response", "assertion", "both"])
