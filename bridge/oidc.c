@@ -22,6 +22,7 @@
 #include "presets.h"
 #include "session.h"
 #include "sso.h"
+#include "verlist.h"
 #include "urls.h"
 #include "util.h"
 
@@ -137,9 +138,7 @@ static oidc_meta *meta_retain(oidc_meta *m)
 }
 
 typedef struct oidc_entry {
-	char conn_id[37];
-	int64_t version;
-	int refs; /* the list's own reference + borrowers; under idb_oidc.mu */
+	idb_verobj base; /* first: conn_id, version, refs */
 	pthread_mutex_t fetch_mu; /* one provider fetch at a time per connection */
 	oidc_meta *meta;
 	int64_t meta_at, meta_attempt_at; /* monotonic ms; 0 = never */
@@ -148,7 +147,6 @@ typedef struct oidc_entry {
 	idb_attrmap *map;
 	unsigned algs;
 	char *client_secret; /* opened; NULL when the connection has none */
-	struct oidc_entry *next;
 } oidc_entry;
 
 /* Validated bearer tokens: SHA-256 of the token -> user, until a deadline. A
@@ -164,8 +162,8 @@ struct idb_oidc {
 	const idb_config *cfg;
 	const idb_presets *presets;
 	unsigned char key[IDB_SECRET_KEY_BYTES];
-	pthread_mutex_t mu;
-	oidc_entry *entries;
+	pthread_mutex_t mu;   /* the provider metadata and keys of the entries */
+	idb_verlist entries;  /* oidc_entry by connection version */
 	pthread_mutex_t tc_mu;
 	tc_node **buckets;
 	size_t nbuckets, count, cap;
@@ -179,6 +177,8 @@ int idb_oidc_global_init(idb_err *err)
 	return 0;
 }
 
+static void entry_free_obj(idb_verobj *o);
+
 int idb_oidc_open(idb_oidc **out, const idb_config *cfg, const idb_presets *presets,
 		  const unsigned char secret_key[IDB_SECRET_KEY_BYTES], idb_err *err)
 {
@@ -190,6 +190,7 @@ int idb_oidc_open(idb_oidc **out, const idb_config *cfg, const idb_presets *pres
 	o->presets = presets;
 	memcpy(o->key, secret_key, IDB_SECRET_KEY_BYTES);
 	pthread_mutex_init(&o->mu, NULL);
+	idb_verlist_init(&o->entries, entry_free_obj);
 	pthread_mutex_init(&o->tc_mu, NULL);
 	o->cap = (size_t)cfg->oidc_bearer_cache_entries;
 	if (o->cap > 0 && cfg->oidc_bearer_cache_ttl_s > 0) {
@@ -219,14 +220,16 @@ static void entry_free(oidc_entry *e)
 	free(e);
 }
 
+static void entry_free_obj(idb_verobj *o)
+{
+	entry_free((oidc_entry *)o);
+}
+
 void idb_oidc_free(idb_oidc *o)
 {
 	if (!o)
 		return;
-	for (oidc_entry *e = o->entries, *n; e; e = n) {
-		n = e->next;
-		entry_free(e);
-	}
+	idb_verlist_destroy(&o->entries);
 	for (tc_node *t = o->head, *n; t; t = n) {
 		n = t->next;
 		free(t);
@@ -240,13 +243,7 @@ void idb_oidc_free(idb_oidc *o)
 
 static void entry_put(idb_oidc *o, oidc_entry *e)
 {
-	if (!e)
-		return;
-	pthread_mutex_lock(&o->mu);
-	bool last = --e->refs == 0;
-	pthread_mutex_unlock(&o->mu);
-	if (last)
-		entry_free(e);
+	idb_verlist_put(&o->entries, e ? &e->base : NULL);
 }
 
 /* The mapping settings: the connection's jit object with the OIDC claim names
@@ -273,15 +270,7 @@ static char *map_settings(const idb_connection *c)
 
 static int entry_get(idb_oidc *o, const idb_connection *c, oidc_entry **out, idb_err *err)
 {
-	*out = NULL;
-	pthread_mutex_lock(&o->mu);
-	for (oidc_entry *e = o->entries; e; e = e->next)
-		if (!strcmp(e->conn_id, c->id) && e->version == c->version) {
-			e->refs++;
-			*out = e;
-			break;
-		}
-	pthread_mutex_unlock(&o->mu);
+	*out = (oidc_entry *)idb_verlist_get(&o->entries, c->id, c->version);
 	if (*out)
 		return 0;
 	oidc_entry *e = calloc(1, sizeof(*e));
@@ -293,8 +282,6 @@ static int entry_get(idb_oidc *o, const idb_connection *c, oidc_entry **out, idb
 		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
 	}
 	pthread_mutex_init(&e->fetch_mu, NULL);
-	idb_strlcpy(e->conn_id, c->id, sizeof(e->conn_id));
-	e->version = c->version;
 	if ((rc = idb_presets_compile(&e->map, o->presets, c->preset, settings, err)) != 0)
 		goto fail;
 	json_t *algs = json_object_get(json_object_get(c->settings, "oidc"), "allowed_algs");
@@ -309,21 +296,7 @@ static int entry_get(idb_oidc *o, const idb_connection *c, oidc_entry **out, idb
 	if (sealed && (rc = idb_secret_open(&e->client_secret, o->key, sealed, err)) != 0)
 		goto fail;
 	free(settings);
-	e->refs = 2; /* the list and the caller */
-	pthread_mutex_lock(&o->mu);
-	for (oidc_entry **pp = &o->entries; *pp;) {
-		if (!strcmp((*pp)->conn_id, c->id)) {
-			oidc_entry *old = *pp;
-			*pp = old->next;
-			if (--old->refs == 0)
-				entry_free(old);
-		} else {
-			pp = &(*pp)->next;
-		}
-	}
-	e->next = o->entries;
-	o->entries = e;
-	pthread_mutex_unlock(&o->mu);
+	idb_verlist_add(&o->entries, &e->base, c->id, c->version);
 	*out = e;
 	return 0;
 fail:
@@ -456,12 +429,12 @@ static int meta_current(idb_oidc *o, oidc_entry *e, const char *issuer, oidc_met
 		return 0;
 	}
 	if (cur) {
-		idb_log_warn("OIDC discovery refresh for connection %s failed (%s); using the cached document", e->conn_id,
+		idb_log_warn("OIDC discovery refresh for connection %s failed (%s); using the cached document", e->base.conn_id,
 			     err ? err->msg : "");
 		*out = cur;
 		return 0;
 	}
-	idb_log_warn("OIDC discovery for connection %s failed: %s", e->conn_id, err ? err->msg : "");
+	idb_log_warn("OIDC discovery for connection %s failed: %s", e->base.conn_id, err ? err->msg : "");
 	return rc;
 }
 
@@ -535,7 +508,7 @@ static int jwks_current(idb_oidc *o, oidc_entry *e, const oidc_meta *m, bool kid
 		e->jwks = idb_jwks_retain(k);
 		e->jwks_at = now;
 		pthread_mutex_unlock(&o->mu);
-		idb_log_info("OIDC JWKS of connection %s fetched (%zu keys%s)", e->conn_id, idb_jwks_count(k),
+		idb_log_info("OIDC JWKS of connection %s fetched (%zu keys%s)", e->base.conn_id, idb_jwks_count(k),
 			     kid_miss ? ", unknown kid" : "");
 	}
 	pthread_mutex_unlock(&e->fetch_mu);
@@ -546,7 +519,7 @@ static int jwks_current(idb_oidc *o, oidc_entry *e, const oidc_meta *m, bool kid
 		*out = k;
 		return 0;
 	}
-	idb_log_warn("OIDC JWKS fetch for connection %s failed: %s", e->conn_id, err ? err->msg : "");
+	idb_log_warn("OIDC JWKS fetch for connection %s failed: %s", e->base.conn_id, err ? err->msg : "");
 	if (cur) {
 		*out = cur;
 		return 0;

@@ -41,6 +41,7 @@
 #include "presets.h"
 #include "saml_keys.h"
 #include "saml_xml.h"
+#include "verlist.h"
 #include "session.h"
 #include "sso.h"
 #include "urls.h"
@@ -51,15 +52,12 @@
 #define MAX_RESPONSE_B64 (3 * 1024 * 1024)
 
 typedef struct saml_entry {
-	char conn_id[37];
-	int64_t version;
+	idb_verobj base; /* first: conn_id, version, refs */
 	LassoServer *server;
 	idb_attrmap *map;
 	char idp_entity[512];
 	bool idp_has_slo;
 	_Atomic int64_t last_login_stored_ms; /* the admin's "last login" view is refreshed at most every 10 s */
-	int refs;  /* cache's own reference + borrowers */
-	struct saml_entry *next;
 } saml_entry;
 
 struct idb_saml {
@@ -67,8 +65,7 @@ struct idb_saml {
 	EVP_PKEY *sign_key; /* parsed once: lasso would re-read (and leak) it per message */
 	const idb_presets *presets;
 	char *key_pem, *cert_pem, *cert_body;
-	pthread_mutex_t mu;
-	saml_entry *entries;
+	idb_verlist entries; /* saml_entry by connection version */
 };
 
 /* --- process set-up --- */
@@ -124,6 +121,8 @@ void idb_saml_global_shutdown(void)
 	lasso_shutdown();
 }
 
+static void entry_release_obj(idb_verobj *o);
+
 int idb_saml_open(idb_saml **out, const idb_config *cfg, const idb_presets *presets, idb_err *err)
 {
 	*out = NULL;
@@ -132,7 +131,7 @@ int idb_saml_open(idb_saml **out, const idb_config *cfg, const idb_presets *pres
 		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
 	s->cfg = cfg;
 	s->presets = presets;
-	pthread_mutex_init(&s->mu, NULL);
+	idb_verlist_init(&s->entries, entry_release_obj);
 	char cn[256];
 	const char *host = strstr(cfg->public_origin, "://");
 	snprintf(cn, sizeof(cn), "%s", host ? host + 3 : "idbridge");
@@ -162,15 +161,16 @@ static void entry_release(saml_entry *e)
 	free(e);
 }
 
+static void entry_release_obj(idb_verobj *o)
+{
+	entry_release((saml_entry *)o);
+}
+
 void idb_saml_free(idb_saml *s)
 {
 	if (!s)
 		return;
-	for (saml_entry *e = s->entries, *n; e; e = n) {
-		n = e->next;
-		entry_release(e);
-	}
-	pthread_mutex_destroy(&s->mu);
+	idb_verlist_destroy(&s->entries);
 	EVP_PKEY_free(s->sign_key);
 	if (s->key_pem)
 		sodium_memzero(s->key_pem, strlen(s->key_pem));
@@ -302,13 +302,7 @@ int idb_saml_check_metadata(idb_saml *s, const char *xml, int64_t *valid_until, 
 
 static void entry_put(idb_saml *s, saml_entry *e)
 {
-	if (!e)
-		return;
-	pthread_mutex_lock(&s->mu);
-	bool last = --e->refs == 0;
-	pthread_mutex_unlock(&s->mu);
-	if (last)
-		entry_release(e);
+	idb_verlist_put(&s->entries, e ? &e->base : NULL);
 }
 
 /* lasso keeps each metadata signing key with its certificate, and xmlsec
@@ -343,15 +337,7 @@ static void add_bare_keys(LassoProvider *idp, const char *metadata_xml)
  * caller returns it with entry_put. */
 static int entry_get(idb_saml *s, const idb_connection *c, saml_entry **out, idb_err *err)
 {
-	*out = NULL;
-	pthread_mutex_lock(&s->mu);
-	for (saml_entry *e = s->entries; e; e = e->next)
-		if (!strcmp(e->conn_id, c->id) && e->version == c->version) {
-			e->refs++;
-			*out = e;
-			break;
-		}
-	pthread_mutex_unlock(&s->mu);
+	*out = (saml_entry *)idb_verlist_get(&s->entries, c->id, c->version);
 	if (*out)
 		return 0;
 	if (!c->metadata_xml)
@@ -364,8 +350,6 @@ static int entry_get(idb_saml *s, const idb_connection *c, saml_entry **out, idb
 		rc = idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
 		goto done;
 	}
-	idb_strlcpy(e->conn_id, c->id, sizeof(e->conn_id));
-	e->version = c->version;
 	if ((rc = idb_presets_compile(&e->map, s->presets, c->preset, jit, err)) != 0)
 		goto done;
 	e->server = lasso_server_new_from_buffers(md, s->key_pem, NULL, s->cert_pem);
@@ -388,22 +372,7 @@ static int entry_get(idb_saml *s, const idb_connection *c, saml_entry **out, idb
 	if (idp)
 		add_bare_keys(idp, c->metadata_xml);
 	e->idp_has_slo = idp && provider_has(idp, "SingleLogoutService HTTP-Redirect");
-	e->refs = 2; /* the cache and the caller */
-	pthread_mutex_lock(&s->mu);
-	/* Drop older versions of this connection from the cache. */
-	for (saml_entry **pp = &s->entries; *pp;) {
-		if (!strcmp((*pp)->conn_id, c->id)) {
-			saml_entry *old = *pp;
-			*pp = old->next;
-			if (--old->refs == 0)
-				entry_release(old);
-		} else {
-			pp = &(*pp)->next;
-		}
-	}
-	e->next = s->entries;
-	s->entries = e;
-	pthread_mutex_unlock(&s->mu);
+	idb_verlist_add(&s->entries, &e->base, c->id, c->version);
 	*out = e;
 	e = NULL;
 done:

@@ -238,6 +238,17 @@ int idb_saml_metadata_times(const char *xml, size_t len, int64_t *valid_until, c
 	return rc;
 }
 
+/* n or its first following sibling that is the element ns:name; NULL when none. */
+static const xmlNode *element_from(const xmlNode *n, const char *ns, const char *name)
+{
+	while (n && !is(n, ns, name))
+		n = n->next;
+	return n;
+}
+
+#define EACH_CHILD(var, parent, ns, name) \
+	for (const xmlNode *var = element_from((parent)->children, ns, name); var; var = element_from(var->next, ns, name))
+
 int idb_saml_metadata_signing_certs(const char *xml, size_t len, void (*fn)(const char *b64, void *arg), void *arg)
 {
 	xmlDoc *doc = xmlReadMemory(xml, (int)len, "metadata.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
@@ -249,35 +260,24 @@ int idb_saml_metadata_signing_certs(const char *xml, size_t len, void (*fn)(cons
 		xmlFreeDoc(doc);
 		return -1;
 	}
-	for (const xmlNode *d = root->children; d; d = d->next) {
-		if (!is(d, NS_MD, "IDPSSODescriptor"))
+	EACH_CHILD(d, root, NS_MD, "IDPSSODescriptor")
+	EACH_CHILD(kd, d, NS_MD, "KeyDescriptor")
+	{
+		xmlChar *use = xmlGetProp(kd, (const xmlChar *)"use");
+		bool signing = !use || strcmp((const char *)use, "signing") == 0;
+		xmlFree(use);
+		if (!signing)
 			continue;
-		for (const xmlNode *kd = d->children; kd; kd = kd->next) {
-			if (!is(kd, NS_MD, "KeyDescriptor"))
-				continue;
-			xmlChar *use = xmlGetProp(kd, (const xmlChar *)"use");
-			bool signing = !use || strcmp((const char *)use, "signing") == 0;
-			xmlFree(use);
-			if (!signing)
-				continue;
-			for (const xmlNode *ki = kd->children; ki; ki = ki->next) {
-				if (!is(ki, NS_DS, "KeyInfo"))
-					continue;
-				for (const xmlNode *xd = ki->children; xd; xd = xd->next) {
-					if (!is(xd, NS_DS, "X509Data"))
-						continue;
-					for (const xmlNode *xc = xd->children; xc; xc = xc->next) {
-						if (!is(xc, NS_DS, "X509Certificate"))
-							continue;
-						xmlChar *t = xmlNodeGetContent(xc);
-						if (t) {
-							fn((const char *)t, arg);
-							n++;
-						}
-						xmlFree(t);
-					}
-				}
+		EACH_CHILD(ki, kd, NS_DS, "KeyInfo")
+		EACH_CHILD(xd, ki, NS_DS, "X509Data")
+		EACH_CHILD(xc, xd, NS_DS, "X509Certificate")
+		{
+			xmlChar *t = xmlNodeGetContent(xc);
+			if (t) {
+				fn((const char *)t, arg);
+				n++;
 			}
+			xmlFree(t);
 		}
 	}
 	xmlFreeDoc(doc);
