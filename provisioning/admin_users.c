@@ -84,7 +84,7 @@ static int count_login(idb_db *db, const char *org_id, const char *after, const 
 		       idb_err *err)
 {
 	static const char sql[] =
-		"SELECT count(*) FROM (SELECT 1 FROM users WHERE org_id = $1::uuid"
+		"SELECT count(*) FROM (SELECT 1 FROM user_logins WHERE org_id = $1::uuid"
 		" AND last_login_at >= coalesce(to_timestamp($2::double precision), '-infinity')"
 		" AND last_login_at < coalesce(to_timestamp($3::double precision), 'infinity') LIMIT 7001) s";
 	const char *p[] = {org_id, after, before};
@@ -206,13 +206,18 @@ int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, jso
 			++np);
 		p[np - 1] = group_id;
 	}
-	if (f->last_login_after && drive != DRIVE_LOGIN) {
-		sql_add(&fb, " AND s.last_login_at >= to_timestamp($%d::double precision)", ++np);
-		p[np - 1] = after_s;
-	}
-	if (f->last_login_before && drive != DRIVE_LOGIN) {
-		sql_add(&fb, " AND s.last_login_at < to_timestamp($%d::double precision)", ++np);
-		p[np - 1] = before_s;
+	/* Login times live in user_logins (they change with every sign-in). */
+	if ((f->last_login_after || f->last_login_before) && drive != DRIVE_LOGIN) {
+		sql_add(&fb, " AND EXISTS (SELECT 1 FROM user_logins l WHERE l.user_id = s.user_id");
+		if (f->last_login_after) {
+			sql_add(&fb, " AND l.last_login_at >= to_timestamp($%d::double precision)", ++np);
+			p[np - 1] = after_s;
+		}
+		if (f->last_login_before) {
+			sql_add(&fb, " AND l.last_login_at < to_timestamp($%d::double precision)", ++np);
+			p[np - 1] = before_s;
+		}
+		sql_add(&fb, ")");
 	}
 	if (fb.overflow || fb.n >= sizeof(filters)) {
 		free(pattern);
@@ -233,7 +238,7 @@ int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, jso
 			    " WHERE group_id = $%d::uuid) ", ++np);
 		p[np - 1] = group_id;
 	} else if (drive == DRIVE_LOGIN) {
-		sql_add(&b, "WITH c AS MATERIALIZED (SELECT id FROM users WHERE org_id = $1::uuid");
+		sql_add(&b, "WITH c AS MATERIALIZED (SELECT user_id AS id FROM user_logins WHERE org_id = $1::uuid");
 		if (f->last_login_after) {
 			sql_add(&b, " AND last_login_at >= to_timestamp($%d::double precision)", ++np);
 			p[np - 1] = after_s;

@@ -209,7 +209,8 @@ def explain(db, org_id, team, iso):
         ("status=deleted", inner, "AND s.status = 'deleted'", {}),
         ("group=Team 7", inner, "AND %s AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = s.user_id"
          " AND m.group_id = %%(team)s::uuid)" % nd, {"team": team}),
-        ("role+group+last_login", inner, "AND %s AND s.role = 'train' AND s.last_login_at >= %%(a)s::timestamptz"
+        ("role+group+last_login", inner, "AND %s AND s.role = 'train' AND EXISTS (SELECT 1 FROM user_logins l"
+         " WHERE l.user_id = s.user_id AND l.last_login_at >= %%(a)s::timestamptz)"
          " AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = s.user_id AND m.group_id = %%(team)s::uuid)"
          % nd, {"team": team, "a": iso(90)}),
         ("q=hopper (walk)", walk, nd + " AND (s.email_lc LIKE '%%hopper%%' OR s.name_lc LIKE '%%hopper%%')", {}),

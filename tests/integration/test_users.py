@@ -194,8 +194,10 @@ def test_search_table_follows_every_change_of_a_user(acme):
     db = acme.d.db
 
     def search_row(uid):
-        return db.one("SELECT org_id::text, email_lc, name_lc, status::text, role::text, last_login_at"
-                      " FROM user_search WHERE user_id = %s", uid)
+        row = db.one("SELECT org_id::text, email_lc, name_lc, status::text, role::text FROM user_search"
+                     " WHERE user_id = %s", uid)
+        login = db.one("SELECT org_id::text, last_login_at FROM user_logins WHERE user_id = %s", uid)
+        return row and (tuple(row) + ((login[1] if login and login[0] == row[0] else None),))
 
     def user_row(uid):
         return db.one("SELECT org_id::text, lower(email), lower(name), status::text, role::text, last_login_at"
@@ -234,8 +236,32 @@ def test_search_table_follows_every_change_of_a_user(acme):
     # and nothing anywhere is out of step
     assert db.value("""SELECT count(*) FROM users u FULL JOIN user_search s ON s.user_id = u.id
                         WHERE u.id IS NULL OR s.user_id IS NULL
-                           OR (u.org_id, lower(u.email), lower(u.name), u.status, u.role, u.last_login_at)
-                              IS DISTINCT FROM (s.org_id, s.email_lc, s.name_lc, s.status, s.role, s.last_login_at)""") == 0
+                           OR (u.org_id, lower(u.email), lower(u.name), u.status, u.role)
+                              IS DISTINCT FROM (s.org_id, s.email_lc, s.name_lc, s.status, s.role)""") == 0
+    assert db.value("""SELECT count(*) FROM (SELECT id, org_id, last_login_at FROM users
+                                              WHERE last_login_at IS NOT NULL) u
+                        FULL JOIN user_logins l ON l.user_id = u.id
+                        WHERE u.id IS NULL OR l.user_id IS NULL
+                           OR (u.org_id, u.last_login_at) IS DISTINCT FROM (l.org_id, l.last_login_at)""") == 0
+
+
+def test_a_login_rewrites_no_search_row(acme):
+    """A sign-in moves the login time only: user_search (and its trigram
+    index) is not written, user_logins is."""
+    db = acme.d.db
+    email = uniq("hot")
+    uid = acme.create_user(email, name="Hot Path", password="correct horse battery 9")
+    before = db.one("SELECT xmin::text FROM user_search WHERE user_id = %s", uid)
+    r = acme.d.post("/login", json={"email": email, "password": "correct horse battery 9"})
+    assert r.status_code == 200, r.text
+    assert db.one("SELECT xmin::text FROM user_search WHERE user_id = %s", uid) == before
+    at = db.value("SELECT last_login_at FROM users WHERE id = %s", uid)
+    assert at is not None and db.value("SELECT last_login_at FROM user_logins WHERE user_id = %s", uid) == at
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+    assert [u["email"] for u in acme.admin.get("users", params={"q": email, "last_login_after": since})
+            .json()["items"]] == [email]
+    db.query("UPDATE users SET last_login_at = NULL WHERE id = %s", uid)
+    assert db.value("SELECT count(*) FROM user_logins WHERE user_id = %s", uid) == 0
 
 
 # --- editing ---------------------------------------------------------------------
