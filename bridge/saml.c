@@ -561,6 +561,7 @@ typedef struct acs_fail {
 	const char *type;
 	char detail[256];
 	const char *reason; /* for the activity log */
+	char reason_buf[48];
 } acs_fail;
 
 static int fail_set(acs_fail *f, unsigned status, const char *type, const char *reason, const char *detail)
@@ -758,11 +759,30 @@ int idb_saml_handle_acs(idb_req *req)
 		bool idp_refused = strcmp(err.field, "saml-idp-refused") == 0;
 		fail_set(&f, strcmp(err.field, "too-large") == 0 ? 413 : idp_refused ? 403 : 400, "saml-response-refused",
 			 "response_refused", err.msg);
-		f.reason = idp_refused ? "idp_refused" : "xml_refused";
+		/* The activity reason names the rule: "xml_dtd", "assertion_count", "value_markup", … */
+		const char *slug = err.field[0] ? err.field : "xml-refused";
+		if (!strncmp(slug, "saml-", 5))
+			slug += 5;
+		snprintf(f.reason_buf, sizeof(f.reason_buf), "%.47s", slug);
+		for (char *q = f.reason_buf; *q; q++)
+			if (*q == '-')
+				*q = '_';
+		f.reason = idp_refused ? "idp_refused" : f.reason_buf;
 		/* The scanner's slug is the precise type. */
 		f.type = NULL;
 		snprintf(f.detail, sizeof(f.detail), "%s", err.msg);
 		goto fail_scan;
+	}
+
+	/* lasso (hint MAYBE) verifies the Response signature or, when the
+	 * Response is not signed, each Assertion's, but lets a wholly unsigned
+	 * message through: a signature must cover the one assertion (directly,
+	 * or through the Response; an encrypted assertion's is checked by lasso
+	 * once decrypted). */
+	if (!scan.response_signed && !scan.assertion_signed && !scan.encrypted) {
+		fail_set(&f, 400, "saml-signature-missing", "signature_missing",
+			 "The response is not signed. The identity provider must sign the response or the assertion.");
+		goto fail;
 	}
 
 	/* RelayState: ours (an id of a request we made) or, for unsolicited
@@ -835,15 +855,6 @@ int idb_saml_handle_acs(idb_req *req)
 		else
 			fail_set(&f, 400, "saml-signature-invalid", "signature_invalid",
 				 "The response's signature could not be verified against the identity provider's metadata.");
-		goto fail;
-	}
-	/* lasso verified the Response signature or, when the Response is not
-	 * signed, each Assertion's. With MAYBE we must still make sure some
-	 * verified signature covered the assertion we read. */
-	if (!scan.response_signed && !scan.assertion_signed && !scan.encrypted) {
-		json_decref(relay);
-		fail_set(&f, 400, "saml-signature-missing", "signature_missing",
-			 "The response is not signed. The identity provider must sign the response or the assertion.");
 		goto fail;
 	}
 	LassoSamlp2Response *sresp = LASSO_SAMLP2_RESPONSE(profile->response);

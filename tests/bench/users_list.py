@@ -103,12 +103,19 @@ def seed(c, org_id):
     c.execute("""INSERT INTO memberships (org_id, user_id, group_id, source)
                  SELECT u.org_id, u.id, g.id, 'manual' FROM users u JOIN groups g ON g.name = 'Tiny'
                   WHERE u.org_id = %s AND abs(hashtext(u.email || 't')) %% 20000 = 0""", (org_id,))
-    c.execute("VACUUM ANALYZE users")
-    # filled by the insert trigger; vacuumed as autovacuum would, so that the
-    # list's walks are index-only
-    c.execute("VACUUM ANALYZE user_search")
-    c.execute("VACUUM ANALYZE memberships")
-    c.execute("VACUUM ANALYZE groups")
+    # The steady state autovacuum reaches: every page all-visible, so that the
+    # list's walks are index-only. A VACUUM that runs while another snapshot
+    # older than the seed is open (autovacuum's own ANALYZE of these fresh
+    # tables) cannot mark the pages, so vacuum until relallvisible says so.
+    for table in ("users", "user_search", "user_logins", "memberships", "groups"):
+        for attempt in range(10):
+            c.execute("VACUUM ANALYZE " + table)
+            c.execute("SELECT relallvisible, relpages FROM pg_class WHERE relname = %s", (table,))
+            visible, pages = c.fetchone()
+            if visible >= pages:
+                break
+            time.sleep(1)
+        print("  %s: %d of %d pages all-visible" % (table, visible, pages), flush=True)
 
 
 def run(d, db, org, key, counts):

@@ -128,7 +128,10 @@ def test_corrupted_signature_value(saml, cast):
 def test_wholly_unsigned_response(saml, cast):
     post = forge(saml, cast, nameid=cast.victim_nameid, attributes=cast.victim_attrs(),
                  sign_response=False, sign_assertion=False)
-    refused(saml, post, SIGNATURE)
+    _, body, rows = refused(saml, post, SIGNATURE)
+    # named for what it is, not as a signature that failed to verify
+    assert body["type"].endswith("saml-signature-missing"), body
+    assert [a["reason"] for a in rows] == ["signature_missing"], rows
 
 
 def test_unsigned_assertion_in_response_signed_by_foreign_key(saml, cast):
@@ -778,7 +781,9 @@ def test_internal_subset_only_doctype(saml, cast):
     """A DOCTYPE with nothing in it is still refused (no DTD processing at
     all, whatever it holds)."""
     post = forge(saml, cast, xml_filter=lambda x: b"<!DOCTYPE samlp:Response>\n" + x)
-    refused(saml, post, ("dtd", "doctype"))
+    _, _, rows = refused(saml, post, ("dtd", "doctype"))
+    # the activity row names the rule that refused it
+    assert [a["reason"] for a in rows] == ["xml_dtd"], rows
 
 
 def test_encrypted_assertion_cipher_reference_is_never_fetched(saml, cast):
