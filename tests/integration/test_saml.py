@@ -222,6 +222,11 @@ def test_first_login_creates_user_with_name_and_groups(saml, daemon, db_url):
     assert len(ok) == 1 and str(ok[0]["user_id"]) == str(u["id"]), acts
     assert unknown in "".join(a["details"] for a in acts), \
         f"the ignored group {unknown} is not recorded in the activity details: {acts}"
+    # lasso's own logger is replaced (bridge/saml.c lasso_log): its debug lines
+    # reach the daemon's debug log through idbridge's formatter, which names
+    # lasso's source file after the message, not before it.
+    lasso_lines = [ln for ln in daemon.log_text().splitlines() if " lasso: " in ln]
+    assert any(re.search(r" lasso: .* \(xml\.c:\d+ ", ln) for ln in lasso_lines), lasso_lines[-3:]
 
 
 def test_second_login_updates_name_and_reconciles_idp_groups(saml, daemon, db_url):
