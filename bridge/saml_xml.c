@@ -260,19 +260,26 @@ int idb_saml_metadata_signing_certs(const char *xml, size_t len, void (*fn)(cons
 		xmlFreeDoc(doc);
 		return -1;
 	}
+	/* Exactly the keys lasso itself takes (lasso_xmlsec_load_key_info): of
+	 * each signing (or unspecified-use) KeyDescriptor of a SAML 2.0
+	 * IDPSSODescriptor, the first KeyInfo's first certificate. The other
+	 * certificates of a chain (an issuing CA) never verify anything. */
 	EACH_CHILD(d, root, NS_MD, "IDPSSODescriptor")
-	EACH_CHILD(kd, d, NS_MD, "KeyDescriptor")
 	{
-		xmlChar *use = xmlGetProp(kd, (const xmlChar *)"use");
-		bool signing = !use || strcmp((const char *)use, "signing") == 0;
-		xmlFree(use);
-		if (!signing)
+		xmlChar *proto = xmlGetProp(d, (const xmlChar *)"protocolSupportEnumeration");
+		bool saml2 = proto && strstr((const char *)proto, "urn:oasis:names:tc:SAML:2.0:protocol") != NULL;
+		xmlFree(proto);
+		if (!saml2)
 			continue;
-		EACH_CHILD(ki, kd, NS_DS, "KeyInfo")
-		EACH_CHILD(xd, ki, NS_DS, "X509Data")
-		EACH_CHILD(xc, xd, NS_DS, "X509Certificate")
+		EACH_CHILD(kd, d, NS_MD, "KeyDescriptor")
 		{
-			xmlChar *t = xmlNodeGetContent(xc);
+			xmlChar *use = xmlGetProp(kd, (const xmlChar *)"use");
+			bool signing = !use || strcmp((const char *)use, "signing") == 0;
+			xmlFree(use);
+			const xmlNode *ki = signing ? element_from(kd->children, NS_DS, "KeyInfo") : NULL;
+			const xmlNode *xd = ki ? element_from(ki->children, NS_DS, "X509Data") : NULL;
+			const xmlNode *xc = xd ? element_from(xd->children, NS_DS, "X509Certificate") : NULL;
+			xmlChar *t = xc ? xmlNodeGetContent(xc) : NULL;
 			if (t) {
 				fn((const char *)t, arg);
 				n++;

@@ -33,11 +33,11 @@ int idb_saml_xml_scan(const char *xml, size_t len, bool allow_sha1, idb_saml_sca
 int idb_saml_metadata_times(const char *xml, size_t len, int64_t *valid_until, char *cache_out, size_t cache_sz,
 			    idb_err *err);
 
-/* The IdP's signing certificates in metadata: base64 text of every
- * X509Certificate in an IDPSSODescriptor KeyDescriptor whose use is
- * "signing" or absent (the set lasso loads). Calls fn for each (the text
- * as in the document, whitespace included); returns how many, or -1 when the
- * XML is unreadable or has a DTD. */
+/* The IdP's signing certificates in metadata, exactly those lasso verifies
+ * with: of every signing (or unspecified-use) KeyDescriptor of a SAML 2.0
+ * IDPSSODescriptor, the first certificate of the first KeyInfo (never the
+ * rest of a chain). Calls fn with its base64 text (whitespace included);
+ * returns how many, or -1 when the XML is unreadable or has a DTD. */
 int idb_saml_metadata_signing_certs(const char *xml, size_t len, void (*fn)(const char *b64, void *arg), void *arg);
 
 /* ISO 8601 UTC time ("2026-01-01T00:00:00Z", optional fraction) to epoch

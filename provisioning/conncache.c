@@ -15,6 +15,11 @@
 #include "util.h"
 
 #define CHANNEL "idb_connections"
+/* The listener proves its connection alive with a round trip this often; a
+ * copy is served only while the last proof is younger than ALIVE_MS (a TCP
+ * path can die silently: failover, partition, an idle-dropping firewall). */
+#define PING_MS 2000
+#define ALIVE_MS 6000
 
 typedef struct entry {
 	char slug[64];
@@ -34,6 +39,7 @@ struct idb_conncache {
 	 * connection; a copy is current while it equals the copy's epoch. */
 	atomic_uint_fast64_t epoch;
 	atomic_bool listening;
+	_Atomic int64_t alive_ms; /* monotonic time of the last answered round trip */
 	atomic_ullong hits, misses;
 	pthread_mutex_t mu;
 	int n, next;
@@ -59,8 +65,9 @@ static void set_listening(idb_conncache *cc, bool on)
 
 static PGconn *listen_connect(idb_conncache *cc)
 {
-	const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-	const char *vals[] = {cc->conninfo, "5", "idbridge-listen", NULL};
+	const char *keys[] = {"dbname",		 "connect_timeout", "application_name", "keepalives", "keepalives_idle",
+			      "keepalives_interval", "keepalives_count", "tcp_user_timeout", NULL};
+	const char *vals[] = {cc->conninfo, "5", "idbridge-listen", "1", "5", "2", "3", "6000", NULL};
 	PGconn *conn = PQconnectdbParams(keys, vals, 1);
 	if (!conn || PQstatus(conn) != CONNECTION_OK) {
 		PQfinish(conn);
@@ -82,7 +89,8 @@ static void *listen_main(void *arg)
 	idb_conncache *cc = arg;
 	PGconn *conn = NULL;
 	int backoff_ms = 200;
-	bool warned = false;
+	bool warned = false, ping_pending = false;
+	int64_t ping_sent = 0;
 	while (!atomic_load(&cc->stop)) {
 		if (!conn) {
 			conn = listen_connect(cc);
@@ -100,12 +108,25 @@ static void *listen_main(void *arg)
 				idb_log_info("connection cache: listening for changes again");
 			warned = false;
 			backoff_ms = 200;
+			ping_pending = false;
+			atomic_store(&cc->alive_ms, now_ms());
 			set_listening(cc, true);
 		}
+		bool lost = false;
+		int64_t now = now_ms();
+		if (!ping_pending && now - atomic_load(&cc->alive_ms) >= PING_MS) {
+			if (PQsendQuery(conn, "SELECT 1") == 1) {
+				ping_pending = true;
+				ping_sent = now;
+			} else {
+				lost = true;
+			}
+		}
 		struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
-		int pr = poll(&pfd, 1, 250);
-		bool lost = pr < 0 && errno != EINTR;
-		if (pr > 0 && PQconsumeInput(conn) == 0)
+		int pr = lost ? 0 : poll(&pfd, 1, 250);
+		if (pr < 0 && errno != EINTR)
+			lost = true;
+		if (!lost && pr > 0 && PQconsumeInput(conn) == 0)
 			lost = true;
 		if (!lost && PQstatus(conn) != CONNECTION_OK)
 			lost = true;
@@ -114,6 +135,19 @@ static void *listen_main(void *arg)
 			atomic_fetch_add(&cc->epoch, 1);
 			PQfreemem(n);
 		}
+		while (!lost && ping_pending && !PQisBusy(conn)) {
+			PGresult *r = PQgetResult(conn);
+			if (!r) { /* the round trip is complete */
+				ping_pending = false;
+				atomic_store(&cc->alive_ms, now_ms());
+				break;
+			}
+			if (PQresultStatus(r) != PGRES_TUPLES_OK)
+				lost = true;
+			PQclear(r);
+		}
+		if (!lost && ping_pending && now_ms() - ping_sent > ALIVE_MS)
+			lost = true; /* no answer: the path is dead even if the socket says nothing */
 		if (lost) {
 			set_listening(cc, false);
 			idb_log_warn("connection cache: lost the PostgreSQL listener connection; reconnecting");
@@ -182,7 +216,7 @@ void idb_conncache_changed(idb_conncache *cc)
 
 bool idb_conncache_listening(idb_conncache *cc)
 {
-	return cc && atomic_load(&cc->listening);
+	return cc && atomic_load(&cc->listening) && now_ms() - atomic_load(&cc->alive_ms) < ALIVE_MS;
 }
 
 static bool lookup(idb_conncache *cc, const char *slug, idb_connection *out)
@@ -234,7 +268,7 @@ static void store(idb_conncache *cc, const char *slug, const idb_connection *c, 
 
 int idb_conncache_by_slug(idb_conncache *cc, idb_store *st, const char *slug, idb_connection *out, idb_err *err)
 {
-	bool usable = cc && cc->n > 0 && strlen(slug) < sizeof(((entry *)0)->slug) && atomic_load(&cc->listening);
+	bool usable = cc && cc->n > 0 && strlen(slug) < sizeof(((entry *)0)->slug) && idb_conncache_listening(cc);
 	if (usable && lookup(cc, slug, out)) {
 		atomic_fetch_add_explicit(&cc->hits, 1, memory_order_relaxed);
 		return 0;
@@ -249,7 +283,7 @@ int idb_conncache_by_slug(idb_conncache *cc, idb_store *st, const char *slug, id
 		return rc;
 	rc = idb_connection_by_slug(db, slug, out, err);
 	idb_store_release(db);
-	if (rc == 0 && usable && atomic_load(&cc->listening))
+	if (rc == 0 && usable && idb_conncache_listening(cc))
 		store(cc, slug, out, epoch);
 	return rc;
 }

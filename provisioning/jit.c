@@ -124,7 +124,8 @@ static int sync_groups(idb_db *db, const idb_connection *c, const char *user_id,
 {
 	static const char create_sql[] =
 		"INSERT INTO groups (org_id, name, created_via)"
-		" SELECT DISTINCT ON (lower(x)) $1::uuid, x, 'idp' FROM json_array_elements_text($2::json) x"
+		" SELECT DISTINCT ON (lower(x)) $1::uuid, x, 'idp'"
+		"   FROM json_array_elements_text($2::json) WITH ORDINALITY AS a(x, i) ORDER BY lower(x), i"
 		" ON CONFLICT (org_id, lower(name)) DO NOTHING";
 	static const char sync_sql[] =
 		"WITH n AS (SELECT DISTINCT lower(x) AS ln FROM json_array_elements_text($4::json) x),"

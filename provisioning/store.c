@@ -390,8 +390,12 @@ int idb_store_migrate(idb_store *st, int *applied, idb_err *err)
 			continue;
 		if ((rc = idb_db_begin(db, err)) != 0)
 			goto unlock;
+		/* A migration may rewrite a million-row table: the pool's statement
+		 * timeout is for requests, not for this. */
+		static const char no_timeout_sql[] = "SET LOCAL statement_timeout = 0";
 		const char *p2[] = {ver, m->name};
-		if ((rc = idb_db_exec_script(db, m->sql, err)) != 0 ||
+		if ((rc = idb_db_exec(db, no_timeout_sql, 0, NULL, NULL, err)) != 0 ||
+		    (rc = idb_db_exec_script(db, m->sql, err)) != 0 ||
 		    (rc = idb_db_exec(db, rec_sql, 2, p2, NULL, err)) != 0 || (rc = idb_db_commit(db, err)) != 0) {
 			idb_db_rollback(db);
 			idb_log_error("migration %03d_%s failed: %s", m->version, m->name, err ? err->msg : "");

@@ -8,8 +8,10 @@ The attacks are in test_saml_attacks.py."""
 
 import base64
 import calendar
+import os
 import re
 import secrets
+import signal
 import subprocess
 import time
 import urllib.parse
@@ -279,6 +281,12 @@ def test_create_missing_groups_creates_them(saml, daemon, db_url):
     rows = idbtest.psql(db_url, "SELECT created_via FROM groups WHERE name = %s", (g,))
     assert rows == [{"created_via": "idp"}], rows
     assert auth_groups(saml.check(tok)) == [g]
+    # the same name twice in other cases: one group, spelled as first asserted
+    h = uniq("Mixed Case")
+    tok = saml.login_ok(conn, "creator", attrs(email, "Creator", [h, h.upper(), h.lower()]))
+    rows = idbtest.psql(db_url, "SELECT name FROM groups WHERE lower(name) = lower(%s)", (h,))
+    assert rows == [{"name": h}], rows
+    assert auth_groups(saml.check(tok)) == [h]
 
 
 def test_multi_valued_member_of(saml, daemon):
@@ -451,14 +459,16 @@ def test_connection_changed_outside_the_api_is_seen_at_once(saml, daemon, db_url
     assert _conn_cache_hits(daemon) >= hits + 2  # login + ACS served from memory
     loc = saml.start_login(conn)
     post = conn.idp.sp_initiated(loc, "cached-2", attrs(conn.email("cached2"), "C2"))
-    idbtest.psql(db_url, "UPDATE idp_connections SET enabled = false, updated_at = now() WHERE id = %s",
-                 (conn.id,))
+    version = idbtest.psql_value(db_url, "SELECT updated_at FROM idp_connections WHERE id = %s", (conn.id,))
+    # as a DBA would: updated_at untouched (a trigger moves it: instances key what they build on it)
+    idbtest.psql(db_url, "UPDATE idp_connections SET enabled = false WHERE id = %s", (conn.id,))
+    assert idbtest.psql_value(db_url, "SELECT updated_at FROM idp_connections WHERE id = %s",
+                              (conn.id,)) > version
     time.sleep(0.2)  # a NOTIFY is asynchronous; PostgreSQL delivers it within milliseconds
     r = saml.post_acs(post)
     assert r.status_code in (400, 403, 404), (r.status_code, r.text[:300])
     assert saml.user(conn.email("cached2")) is None
-    idbtest.psql(db_url, "UPDATE idp_connections SET enabled = true, updated_at = now() WHERE id = %s",
-                 (conn.id,))
+    idbtest.psql(db_url, "UPDATE idp_connections SET enabled = true WHERE id = %s", (conn.id,))
     assert _until(lambda: saml.sp_login(conn, "cached-3", attrs(conn.email("cached3"), "C3"))[0]
                   .status_code == 303), "re-enabled connection still refused"
 
@@ -482,6 +492,30 @@ def test_connection_cache_survives_losing_its_listener(saml, daemon, db_url):
     assert new, "the listener did not reconnect"
     assert "lost the PostgreSQL listener connection" in daemon.log_text()
     saml.login_ok(conn, "lost-1", attrs(conn.email("lost1"), "L1"))  # the known user still gets in
+
+
+def test_connection_cache_stops_serving_when_its_listener_goes_silent(saml, daemon, db_url):
+    """A TCP path can die without an error (failover, partition): the
+    listener's backend is frozen (SIGSTOP), so NOTIFYs no longer arrive and
+    nothing fails. Within seconds the unanswered round trip stops the cache
+    from serving, and a change made meanwhile takes effect."""
+    conn = saml.create_connection()
+    saml.login_ok(conn, "silent-1", attrs(conn.email("silent1"), "S1"))
+    pids = _until(lambda: _listener_pids(db_url))
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGSTOP)
+    try:
+        idbtest.psql(db_url, "UPDATE idp_connections SET jit = jsonb_set(jit, '{enabled}', 'false'),"
+                             " updated_at = now() WHERE id = %s", (conn.id,))
+        time.sleep(8)  # ALIVE_MS (6 s) + one ping interval
+        saml.expect_refused(
+            lambda: saml.sp_login(conn, "silent-2", attrs(conn.email("silent2"), "S2"))[0],
+            hints=("not-found", "jit", "account"), statuses=(403, 401, 404, 400))
+    finally:
+        os.kill(pids[0], signal.SIGCONT)
+    assert "lost the PostgreSQL listener connection" in daemon.log_text()
+    assert _until(lambda: [p for p in _listener_pids(db_url) if p != pids[0]], timeout=15), \
+        "the listener did not reconnect"
 
 
 @pytest.mark.parametrize("signed", ["response", "assertion", "both"])
@@ -709,6 +743,29 @@ def test_idp_key_rollover_with_two_signing_certificates(saml, daemon):
     saml.expect_refused(lambda: saml.sp_login(conn, "roll", attrs(email, "Roll"),
                                               signing_key=k1)[0], hints=("signature",))
     saml.login_ok(conn, "roll", attrs(email, "Roll"), signing_key=k2)
+
+
+def test_only_the_first_certificate_of_a_signing_key_descriptor_verifies(saml, daemon):
+    """Metadata that carries the signing certificate's chain (leaf, then the
+    issuing CA) or further X509Data / KeyInfo elements: lasso verifies with
+    the first certificate only, and so must every key idbridge hands it.
+    A response signed with the CA's key (or any other listed key) is refused."""
+    leaf, ca, extra = keypair("chain-leaf"), keypair("chain-ca"), keypair("chain-extra")
+    idp = LassoIdP(keys=[leaf])
+    md = idp.metadata().replace(
+        f"{leaf.cert_b64}</ds:X509Certificate></ds:X509Data>",
+        f"{leaf.cert_b64}</ds:X509Certificate><ds:X509Certificate>{ca.cert_b64}</ds:X509Certificate>"
+        f"</ds:X509Data><ds:X509Data><ds:X509Certificate>{extra.cert_b64}</ds:X509Certificate>"
+        f"</ds:X509Data>", 1)
+    assert ca.cert_b64 in md and extra.cert_b64 in md
+    conn = saml.create_connection(idp=idp, metadata_xml=md)
+    email = conn.email("chain")
+    saml.login_ok(conn, "chain", attrs(email, "Chain"), signing_key=leaf)
+    for k in (ca, extra):
+        saml.expect_refused(lambda: saml.sp_login(conn, "chain", attrs(email, "Chain"), signing_key=k)[0],
+                            hints=("signature",))
+        saml.expect_refused(lambda: saml.sp_login(conn, "chain", attrs(email, "Chain"), signing_key=k,
+                                                  sign_response=False)[0], hints=("signature",))
 
 
 def test_expired_idp_metadata_is_not_used(saml, daemon):
