@@ -160,12 +160,17 @@ int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, jso
 		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
 	/* Text matches may cluster anywhere in e-mail order (a first name is a
 	 * prefix), so a walk in order may pass most of the table before the
-	 * first one, while the trigram index costs a heap visit per match. The
-	 * page is read by walking at most TEXT_WALK_ROWS rows; only when that
-	 * leaves the page short although more rows follow does the same
-	 * statement fall back to the trigram candidates, sorted. Patterns
-	 * shorter than a trigram cannot use the index: those walk to the end. */
-	bool text_walk = drive == DRIVE_ORDER && pattern && strlen(f->q) >= 3;
+	 * first one, while an index of the text costs a heap visit per match.
+	 * The page is read by walking at most TEXT_WALK_ROWS rows; only when
+	 * that leaves the page short although more rows follow does the same
+	 * statement fall back to the indexed candidates, sorted: trigrams for
+	 * q of three characters or more, the one- and two-character grams of
+	 * migration 009 below that. */
+	size_t q_chars = 0;
+	for (const char *c = f->q; c && *c; c++)
+		q_chars += ((unsigned char)*c & 0xC0) != 0x80;
+	bool text_walk = drive == DRIVE_ORDER && pattern;
+	bool short_q = q_chars < 3;
 	/* The joined text matches exactly when one part does, unless q itself
 	 * contains the line break that joins them. */
 	bool text_parts = pattern && strchr(f->q, '\n') != NULL;
@@ -173,7 +178,7 @@ int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, jso
 	/* Assembled from static fragments only; every value is a parameter.
 	 * The inner query picks the page from user_search (index-only where it
 	 * walks); the JSON is built for those rows. */
-	const char *p[12];
+	const char *p[16];
 	int np = 0, pat_n = 0, cur_n = 0;
 	sqlbuf b = {.n = 0};
 	char filters[1024];
@@ -186,9 +191,14 @@ int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, jso
 		p[np++] = parts[0];
 		p[np++] = parts[1];
 	}
+	int q_n = 0;
 	if (pattern) {
 		pat_n = ++np;
 		p[np - 1] = pattern;
+		if (short_q) {
+			q_n = ++np;
+			p[np - 1] = f->q;
+		}
 	}
 	/* The conditions on a user_search row s besides org and cursor. */
 	if (f->status) {
@@ -257,8 +267,16 @@ int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, jso
 			drive == DRIVE_ORDER ? "user_search s" : "c JOIN user_search s ON s.user_id = c.id", filters,
 			text_sql, cursor_sql);
 	} else {
+		/* The indexed candidates: the joined text contains q. For a short
+		 * q the gram set says so exactly; text_sql is still applied. */
+		char cand_sql[200];
+		if (short_q)
+			snprintf(cand_sql, sizeof(cand_sql),
+				 "idb_short_grams(s.email_lc || E'\\n' || s.name_lc) @> ARRAY[lower($%d)]", q_n);
+		else
+			snprintf(cand_sql, sizeof(cand_sql), "(s.email_lc || E'\\n' || s.name_lc) LIKE lower($%d)", pat_n);
 		/* w: the matches among the next TEXT_WALK_ROWS rows; z: whether
-		 * more rows follow them. The trigram branch sorts on
+		 * more rows follow them. The indexed branch sorts on
 		 * email_lc || '' (same order) so that the planner cannot turn it
 		 * back into a walk in index order. */
 		sql_add(&b,
@@ -270,12 +288,12 @@ int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, jso
 			" SELECT idb_user_json(u)::text, k.e, k.id FROM ("
 			"SELECT id, e FROM w WHERE (SELECT count(*) FROM w) = $2::int OR NOT EXISTS (SELECT 1 FROM z)"
 			" UNION ALL (SELECT s.user_id, s.email_lc FROM user_search s WHERE s.org_id = $1::uuid"
-			" AND (s.email_lc || E'\\n' || s.name_lc) LIKE lower($%d)%s%s%s"
+			" AND %s%s%s%s"
 			" AND (SELECT count(*) FROM w) < $2::int AND EXISTS (SELECT 1 FROM z)"
 			" ORDER BY s.email_lc || '', s.user_id LIMIT $2::int)) k"
 			" JOIN users u ON u.id = k.id ORDER BY k.e, k.id",
-			cursor_sql, TEXT_WALK_ROWS, filters, text_sql, cursor_sql, TEXT_WALK_ROWS, pat_n, filters,
-			text_parts ? text_sql : "", cursor_sql);
+			cursor_sql, TEXT_WALK_ROWS, filters, text_sql, cursor_sql, TEXT_WALK_ROWS, cand_sql, filters,
+			text_parts || short_q ? text_sql : "", cursor_sql);
 	}
 	if (b.overflow)
 		rc = idb_err_set(err, IDB_EINTERNAL, NULL, "list query too long");

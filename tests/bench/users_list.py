@@ -145,6 +145,7 @@ def run(d, db, org, key, counts):
         ("q=margaret.lovelace (~200, clustered)", {"q": "margaret.lovelace"}),
         ("q=margaret (first name, 2%)", {"q": "margaret"}),
         ("q=corp7.example (domain)", {"q": "corp7.example"}),
+        ("q=qz (2 characters, no match)", {"q": "qz"}),
         ("role+group+last_login", {"role": "train", "group": team, "last_login_after": iso(90)}),
         ("limit=200", {"limit": "200"}),
     ]
