@@ -216,19 +216,21 @@ int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, jso
 			++np);
 		p[np - 1] = group_id;
 	}
-	/* Login times live in user_logins (they change with every sign-in). */
-	if ((f->last_login_after || f->last_login_before) && drive != DRIVE_LOGIN) {
-		sql_add(&fb, " AND EXISTS (SELECT 1 FROM user_logins l WHERE l.user_id = s.user_id");
-		if (f->last_login_after) {
-			sql_add(&fb, " AND l.last_login_at >= to_timestamp($%d::double precision)", ++np);
-			p[np - 1] = after_s;
-		}
-		if (f->last_login_before) {
-			sql_add(&fb, " AND l.last_login_at < to_timestamp($%d::double precision)", ++np);
-			p[np - 1] = before_s;
-		}
-		sql_add(&fb, ")");
+	/* Login times live in user_logins (they change with every sign-in);
+	 * the range on a row l of it either drives (DRIVE_LOGIN) or filters. */
+	char login_sql[160] = "";
+	if (f->last_login_after) {
+		p[np++] = after_s;
+		snprintf(login_sql, sizeof(login_sql), " AND l.last_login_at >= to_timestamp($%d::double precision)", np);
 	}
+	if (f->last_login_before) {
+		p[np++] = before_s;
+		size_t used = strlen(login_sql);
+		snprintf(login_sql + used, sizeof(login_sql) - used,
+			 " AND l.last_login_at < to_timestamp($%d::double precision)", np);
+	}
+	if (login_sql[0] && drive != DRIVE_LOGIN)
+		sql_add(&fb, " AND EXISTS (SELECT 1 FROM user_logins l WHERE l.user_id = s.user_id%s)", login_sql);
 	if (fb.overflow || fb.n >= sizeof(filters)) {
 		free(pattern);
 		return idb_err_set(err, IDB_EINTERNAL, NULL, "list query too long");
@@ -248,16 +250,8 @@ int idb_users_list(idb_db *db, const char *org_id, const idb_user_filter *f, jso
 			    " WHERE group_id = $%d::uuid) ", ++np);
 		p[np - 1] = group_id;
 	} else if (drive == DRIVE_LOGIN) {
-		sql_add(&b, "WITH c AS MATERIALIZED (SELECT user_id AS id FROM user_logins WHERE org_id = $1::uuid");
-		if (f->last_login_after) {
-			sql_add(&b, " AND last_login_at >= to_timestamp($%d::double precision)", ++np);
-			p[np - 1] = after_s;
-		}
-		if (f->last_login_before) {
-			sql_add(&b, " AND last_login_at < to_timestamp($%d::double precision)", ++np);
-			p[np - 1] = before_s;
-		}
-		sql_add(&b, ") ");
+		sql_add(&b, "WITH c AS MATERIALIZED (SELECT l.user_id AS id FROM user_logins l WHERE l.org_id = $1::uuid%s) ",
+			login_sql);
 	}
 	if (!text_walk) {
 		sql_add(&b,

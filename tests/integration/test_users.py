@@ -92,6 +92,12 @@ def test_list_filters_and_pagination(acme):
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 30 * 86400))
     assert set(emails(q=tag, last_login_after=since)) == {"%s-%d@acme.test" % (tag, i) for i in range(4)}
     assert set(emails(q=tag, last_login_before=since)) == {"%s-%d@acme.test" % (tag, i) for i in range(4, 7)}
+    # group (3 members) drives, the login range filters each candidate (and the other way round)
+    assert set(emails(group=g["id"], last_login_after=since)) == {"%s-%d@acme.test" % (tag, i) for i in range(3)}
+    assert emails(group=g["id"], last_login_before=since) == []
+    old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 200 * 86400))
+    assert set(emails(q=tag, last_login_after=old, last_login_before=since)) == \
+        {"%s-%d@acme.test" % (tag, i) for i in range(4, 7)}
     assert emails(q=tag, status="pending") == []
 
     # pages of 3 in a stable order, with an opaque cursor
