@@ -177,7 +177,7 @@ int idb_oidc_global_init(idb_err *err)
 	return 0;
 }
 
-static void entry_free_obj(idb_verobj *o);
+static void entry_free(idb_verobj *o);
 
 int idb_oidc_open(idb_oidc **out, const idb_config *cfg, const idb_presets *presets,
 		  const unsigned char secret_key[IDB_SECRET_KEY_BYTES], idb_err *err)
@@ -190,7 +190,7 @@ int idb_oidc_open(idb_oidc **out, const idb_config *cfg, const idb_presets *pres
 	o->presets = presets;
 	memcpy(o->key, secret_key, IDB_SECRET_KEY_BYTES);
 	pthread_mutex_init(&o->mu, NULL);
-	idb_verlist_init(&o->entries, entry_free_obj);
+	idb_verlist_init(&o->entries, entry_free);
 	pthread_mutex_init(&o->tc_mu, NULL);
 	o->cap = (size_t)cfg->oidc_bearer_cache_entries;
 	if (o->cap > 0 && cfg->oidc_bearer_cache_ttl_s > 0) {
@@ -207,8 +207,9 @@ int idb_oidc_open(idb_oidc **out, const idb_config *cfg, const idb_presets *pres
 	return 0;
 }
 
-static void entry_free(oidc_entry *e)
+static void entry_free(idb_verobj *o)
 {
+	oidc_entry *e = (oidc_entry *)o;
 	meta_release(e->meta);
 	idb_jwks_release(e->jwks);
 	idb_attrmap_free(e->map);
@@ -218,11 +219,6 @@ static void entry_free(oidc_entry *e)
 	}
 	pthread_mutex_destroy(&e->fetch_mu);
 	free(e);
-}
-
-static void entry_free_obj(idb_verobj *o)
-{
-	entry_free((oidc_entry *)o);
 }
 
 void idb_oidc_free(idb_oidc *o)
@@ -301,7 +297,7 @@ static int entry_get(idb_oidc *o, const idb_connection *c, oidc_entry **out, idb
 	return 0;
 fail:
 	free(settings);
-	entry_free(e);
+	entry_free(&e->base);
 	return rc;
 }
 

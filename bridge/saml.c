@@ -121,7 +121,7 @@ void idb_saml_global_shutdown(void)
 	lasso_shutdown();
 }
 
-static void entry_release_obj(idb_verobj *o);
+static void entry_release(idb_verobj *o);
 
 int idb_saml_open(idb_saml **out, const idb_config *cfg, const idb_presets *presets, idb_err *err)
 {
@@ -131,7 +131,7 @@ int idb_saml_open(idb_saml **out, const idb_config *cfg, const idb_presets *pres
 		return idb_err_set(err, IDB_EINTERNAL, NULL, "out of memory");
 	s->cfg = cfg;
 	s->presets = presets;
-	idb_verlist_init(&s->entries, entry_release_obj);
+	idb_verlist_init(&s->entries, entry_release);
 	char cn[256];
 	const char *host = strstr(cfg->public_origin, "://");
 	snprintf(cn, sizeof(cn), "%s", host ? host + 3 : "idbridge");
@@ -153,17 +153,13 @@ int idb_saml_open(idb_saml **out, const idb_config *cfg, const idb_presets *pres
 	return 0;
 }
 
-static void entry_release(saml_entry *e)
+static void entry_release(idb_verobj *o)
 {
+	saml_entry *e = (saml_entry *)o;
 	if (e->server)
 		lasso_server_destroy(e->server);
 	idb_attrmap_free(e->map);
 	free(e);
-}
-
-static void entry_release_obj(idb_verobj *o)
-{
-	entry_release((saml_entry *)o);
 }
 
 void idb_saml_free(idb_saml *s)
@@ -377,7 +373,7 @@ static int entry_get(idb_saml *s, const idb_connection *c, saml_entry **out, idb
 	e = NULL;
 done:
 	if (e)
-		entry_release(e);
+		entry_release(&e->base);
 	free(md);
 	free(jit);
 	return rc;
